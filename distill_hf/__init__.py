@@ -1,0 +1,38 @@
+"""distill-hf: the Distill RVQ-VAE audio model as a Hugging Face Transformers model.
+
+Importing the package registers the configuration, model and feature extractor with `AutoConfig`, `AutoModel`
+and `AutoFeatureExtractor` (model type ``"distill_vqvae"``).
+"""
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+from .configuration_distill import DistillVQVAEConfig, get_adaptive_vqvae_config
+from .feature_extraction_distill import DistillFeatureExtractor
+from .modeling_distill import (
+    DistillVQVAEDecoderOutput,
+    DistillVQVAEEncoderOutput,
+    DistillVQVAEModel,
+    DistillVQVAEOutput,
+    DistillVQVAEPreTrainedModel,
+    multi_scale_mel_loss,
+    vqvae_loss,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(DistillVQVAEConfig.model_type, DistillVQVAEConfig, exist_ok=True)
+AutoModel.register(DistillVQVAEConfig, DistillVQVAEModel, exist_ok=True)
+AutoFeatureExtractor.register(DistillVQVAEConfig, DistillFeatureExtractor, exist_ok=True)
+
+__all__ = [
+    "DistillFeatureExtractor",
+    "DistillVQVAEConfig",
+    "DistillVQVAEDecoderOutput",
+    "DistillVQVAEEncoderOutput",
+    "DistillVQVAEModel",
+    "DistillVQVAEOutput",
+    "DistillVQVAEPreTrainedModel",
+    "get_adaptive_vqvae_config",
+    "multi_scale_mel_loss",
+    "vqvae_loss",
+]
