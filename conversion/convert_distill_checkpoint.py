@@ -212,6 +212,9 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False) -> 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; the final folder gets normal permissions
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
         if output_dir.exists():

@@ -6,6 +6,7 @@ and `AutoFeatureExtractor` (model type ``"distill_vqvae"``).
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
+from .audio_io import load_audio, save_audio
 from .configuration_distill import DistillVQVAEConfig, get_adaptive_vqvae_config
 from .feature_extraction_distill import DistillFeatureExtractor
 from .modeling_distill import (
@@ -33,6 +34,8 @@ __all__ = [
     "DistillVQVAEOutput",
     "DistillVQVAEPreTrainedModel",
     "get_adaptive_vqvae_config",
+    "load_audio",
     "multi_scale_mel_loss",
+    "save_audio",
     "vqvae_loss",
 ]

@@ -104,7 +104,6 @@ def test_dead_codes_are_replaced(tiny_config):
     assert (codebook.cluster_size >= threshold * tiny_config.decay - 1e-6).all()
 
     # With replacement off, dead codes stay as they are.
-    model_off = DistillVQVAEModel.from_config(tiny_config, threshold_ema_dead_code=0) if False else None
     config_off = DistillVQVAEConfig(**{**tiny_config.to_diff_dict(), "threshold_ema_dead_code": 0})
     torch.manual_seed(0)
     model_off = DistillVQVAEModel(config_off).train()
