@@ -329,7 +329,6 @@ class DistillVQVAEModel(DistillVQVAEPreTrainedModel):
         input_features: torch.Tensor,
         return_loss: bool = True,
         return_dict: bool | None = None,
-        **kwargs,
     ):
         """
         Encode, quantize and decode a batch of spectrograms.

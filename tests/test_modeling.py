@@ -274,3 +274,24 @@ def test_bad_codes(tiny_model, tiny_config):
         tiny_model.decode(quantized_representation=torch.zeros(1, 3, 8, 2))
     with pytest.raises(ValueError, match=r"must lie in \[0, 16\)"):
         tiny_model.codebook_usage(good + 99)
+
+
+def test_bf16_autocast_keeps_quantizer_float32(tiny_config):
+    torch.manual_seed(0)
+    model = DistillVQVAEModel(tiny_config).train()
+    features = features_for(tiny_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(features)
+        assert output.latents.dtype == torch.bfloat16  # the convolutions did run in bf16
+        assert output.quantized_representation.dtype == torch.float32
+        assert torch.isfinite(output.loss)
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+    for layer in model.quantizer.layers:
+        for name in ("embed", "embed_avg", "cluster_size"):
+            buffer = getattr(layer, name)
+            assert buffer.dtype == torch.float32 and torch.isfinite(buffer).all(), name
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -79,7 +79,7 @@ def test_training_step_parity(converted_dir, expected_train_step):
 
     after = convert_state_dict({k.removeprefix("after."): v for k, v in expected.items() if k.startswith("after.")})
     state = model.state_dict()
-    assert len(after) == 9 + 3 + 7 * 3  # 3 levels x 4 codebook buffers, 7 BatchNorms x 3 statistics
+    assert len(after) == 3 * 4 + 7 * 3  # 3 levels x 4 codebook buffers, 7 BatchNorms x 3 statistics
     for name, value in after.items():
         if value.is_floating_point():
             torch.testing.assert_close(state[name], value, atol=1e-5, rtol=0, msg=f"buffer {name}")
