@@ -1,0 +1,424 @@
+"""Feature extractor of the Distill VQ-VAE: waveforms to log-mel spectrograms, and back.
+
+The Distill model works on `log1p` of a power mel spectrogram. The original tool computed it with
+`torchaudio.transforms.MelSpectrogram` and its defaults (periodic Hann window of `n_fft` samples, centred frames
+with reflect padding, HTK mel scale, unnormalised triangular filters), so this extractor builds that very transform
+and reproduces the original features exactly. The inverse, [`DistillFeatureExtractor.features_to_waveform`], undoes
+the `log1p`, maps mel bands back to linear frequency bins with the Moore-Penrose pseudo-inverse of the same mel
+filterbank, and recovers a phase with fast Griffin-Lim (Perraudin, Balazs and Søndergaard 2013, as implemented by
+`torchaudio.functional.griffinlim`).
+
+This module uses only public `transformers`, `torch`, `torchaudio` and `numpy` names, so that it can be shipped on
+the Hub as remote code next to the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import torchaudio
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import PaddingStrategy, TensorType, logging
+
+
+logger = logging.get_logger(__name__)
+
+# Integer PCM types and how they map to [-1, 1]: sample -> (sample - offset) / scale.
+_PCM = {"int8": (0, 2.0**7), "int16": (0, 2.0**15), "int32": (0, 2.0**31), "uint8": (128, 2.0**7)}
+_TORCH_PCM = {torch.int8: "int8", torch.int16: "int16", torch.int32: "int32", torch.uint8: "uint8"}
+_SAMPLE_TYPES = "real audio samples (float, or int8/int16/int32/uint8 PCM)"
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+
+
+def _check_finite_real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (Real, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def _to_float_tensor(data, name: str) -> torch.Tensor:
+    """Any array-like of samples as a float32 tensor; integer PCM is scaled to [-1, 1]."""
+    if isinstance(data, torch.Tensor):
+        data = data.detach()
+        if data.dtype in _TORCH_PCM:
+            offset, scale = _PCM[_TORCH_PCM[data.dtype]]
+            return ((data.to(torch.float64) - offset) / scale).to(torch.float32)
+        if not data.is_floating_point():
+            raise ValueError(f"{name} must hold {_SAMPLE_TYPES}, got a tensor of dtype {data.dtype}.")
+        return data.to(torch.float32)
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as error:  # ragged nested lists, unconvertible objects
+        raise ValueError(f"{name} could not be read as an array of samples: {error}") from None
+    kind = array.dtype.kind
+    if kind == "f" or (kind in "iu" and isinstance(data, (list, tuple))):  # Python ints have no PCM width
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, which the caller reports
+            return torch.from_numpy(array.astype(np.float32))
+    if kind not in "iu":
+        raise ValueError(f"{name} must hold {_SAMPLE_TYPES}, got an array of dtype {array.dtype}.")
+    if array.dtype.name not in _PCM:
+        raise ValueError(f"{name} has dtype {array.dtype}, which has no PCM convention; pass {_SAMPLE_TYPES}.")
+    offset, scale = _PCM[array.dtype.name]
+    return torch.from_numpy(((array.astype(np.float64) - offset) / scale).astype(np.float32))
+
+
+class DistillFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Constructs a Distill feature extractor: `log1p` of a power mel spectrogram, shaped `[batch, 1, n_mels, frames]`
+    like a one-channel image, exactly as the original Distill tool computed it.
+
+    Frames are centred (reflect padding of `n_fft // 2` samples on each side), so a clip of `n` samples gives
+    `n // hop_length + 1` frames.
+
+    Args:
+        feature_size (`int`, *optional*, defaults to 128):
+            Number of mel bands, the height of the spectrogram. Must equal `n_mels` when both are given; when only
+            one of them is given the other follows it.
+        sampling_rate (`int`, *optional*, defaults to 48000):
+            Sampling rate (Hz) the model expects.
+        n_fft (`int`, *optional*, defaults to 2048):
+            FFT size, which is also the length of the periodic Hann window.
+        hop_length (`int`, *optional*, defaults to 512):
+            Samples between successive frames.
+        n_mels (`int`, *optional*, defaults to 128):
+            Number of mel bands (HTK mel scale, unnormalised triangular filters).
+        f_min (`float`, *optional*, defaults to 0.0):
+            Lowest filter frequency (Hz).
+        f_max (`float`, *optional*, defaults to `None`):
+            Highest filter frequency (Hz), in `(f_min, sampling_rate / 2]`; `None` means `sampling_rate / 2`.
+        power (`float`, *optional*, defaults to 2.0):
+            Exponent of the magnitude spectrogram (2 is power, 1 is magnitude).
+        padding_value (`float`, *optional*, defaults to 0.0):
+            Sample value appended to shorter clips of a batch.
+        return_attention_mask (`bool`, *optional*, defaults to `True`):
+            Whether `__call__` returns a frame-level `attention_mask` by default.
+    """
+
+    model_input_names = ["input_features"]
+
+    def __init__(
+        self,
+        feature_size: int | None = None,
+        sampling_rate: int = 48000,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        n_mels: int | None = None,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        power: float = 2.0,
+        padding_value: float = 0.0,
+        return_attention_mask: bool = True,
+        **kwargs,
+    ):
+        if feature_size is not None and n_mels is not None and feature_size != n_mels:
+            raise ValueError(
+                "`feature_size` and `n_mels` are both the number of mel bands and must agree, got "
+                f"feature_size={feature_size} and n_mels={n_mels}."
+            )
+        n_mels = n_mels if n_mels is not None else feature_size if feature_size is not None else 128
+        sizes = {"n_mels": n_mels, "sampling_rate": sampling_rate, "n_fft": n_fft, "hop_length": hop_length}
+        for name, value in sizes.items():
+            _check_positive_int(name, value)
+        n_mels, sampling_rate, n_fft, hop_length = (int(value) for value in sizes.values())  # plain ints for JSON
+        f_min, nyquist = _check_finite_real("f_min", f_min), sampling_rate / 2
+        if not 0 <= f_min < nyquist:
+            raise ValueError(f"`f_min` must lie in [0, sampling_rate / 2 = {nyquist}), got {f_min}.")
+        if f_max is not None and not f_min < _check_finite_real("f_max", f_max) <= nyquist:
+            raise ValueError(f"`f_max` must be None or lie in (f_min = {f_min}, {nyquist}], got {f_max}.")
+        if _check_finite_real("power", power) <= 0:
+            raise ValueError(f"`power` must be > 0, got {power}.")
+        padding_value = _check_finite_real("padding_value", padding_value)
+        if not isinstance(return_attention_mask, bool):
+            raise ValueError(f"`return_attention_mask` must be a bool, got {return_attention_mask!r}.")
+        padding_side = kwargs.get("padding_side", "right")
+        if padding_side != "right":
+            raise ValueError(f"`padding_side` must be 'right' (clips are padded at the end), got {padding_side!r}.")
+
+        super().__init__(n_mels, sampling_rate, padding_value, return_attention_mask=return_attention_mask, **kwargs)
+        self.n_fft, self.hop_length, self.n_mels, self.power = n_fft, hop_length, n_mels, float(power)
+        self.f_min, self.f_max = f_min, f_max if f_max is None else float(f_max)
+        # Torch objects built on first use, one per device; never serialized (see `to_dict`).
+        self._mel_transforms: dict[str, torchaudio.transforms.MelSpectrogram] = {}
+        self._inverse_parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def from_model_config(cls, config, **kwargs) -> DistillFeatureExtractor:
+        """
+        Builds the extractor that matches a model configuration.
+
+        Args:
+            config (`DistillVQVAEConfig` or any object with the same attributes):
+                Provides `sampling_rate`, `n_fft`, `hop_length`, `n_mels`, `f_min`, `f_max` and `power`.
+            kwargs (`dict`, *optional*):
+                Further constructor arguments (e.g. `padding_value`), or overrides of the above.
+        """
+        names = ("sampling_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max", "power")
+        return cls(**{**{name: getattr(config, name) for name in names}, **kwargs})
+
+    def to_dict(self) -> dict:
+        """The configuration as a dictionary (for `preprocessor_config.json`), without the cached torch objects."""
+        output = copy.deepcopy({key: value for key, value in self.__dict__.items() if not key.startswith("_")})
+        output["feature_extractor_type"] = type(self).__name__
+        return output
+
+    def _mel_transform(self, device: torch.device) -> torchaudio.transforms.MelSpectrogram:
+        key = str(device)
+        if key not in self._mel_transforms:
+            self._mel_transforms[key] = torchaudio.transforms.MelSpectrogram(  # defaults as in the original tool
+                sample_rate=self.sampling_rate, n_fft=self.n_fft, hop_length=self.hop_length, f_min=self.f_min,
+                f_max=self.f_max, n_mels=self.n_mels, power=self.power,
+            ).to(device)
+        return self._mel_transforms[key]
+
+    def _as_mono_clips(self, raw_speech) -> list[torch.Tensor]:
+        """Reads every supported input layout into a list of 1-D float32 clips."""
+        if isinstance(raw_speech, (np.ndarray, torch.Tensor)):
+            if not 1 <= raw_speech.ndim <= 3:
+                raise ValueError(
+                    "`raw_speech` as an array must be [samples], [batch, samples] or [batch, channels, samples], "
+                    f"got shape {tuple(raw_speech.shape)}."
+                )
+            audio = _to_float_tensor(raw_speech, "`raw_speech`")
+            clips = [audio[None]] if audio.ndim == 1 else list(audio[:, None] if audio.ndim == 2 else audio)
+        elif isinstance(raw_speech, (list, tuple)) and raw_speech and all(_is_number(x) for x in raw_speech):
+            clips = [_to_float_tensor(raw_speech, "`raw_speech`")[None]]
+        elif isinstance(raw_speech, (list, tuple)):
+            clips = []
+            for index, item in enumerate(raw_speech):
+                name = f"`raw_speech[{index}]`"
+                if isinstance(item, (str, bytes)):
+                    raise ValueError(f"{name} must be an array of audio samples, got {type(item).__name__}.")
+                clip = _to_float_tensor(item, name)
+                if clip.ndim not in (1, 2):
+                    raise ValueError(f"{name} must be [samples] or [channels, samples], got {tuple(clip.shape)}.")
+                clips.append(clip if clip.ndim == 2 else clip[None])
+        else:
+            raise ValueError(
+                f"`raw_speech` must be a numpy array, torch tensor or list of clips, got {type(raw_speech).__name__}."
+            )
+        if not clips:
+            raise ValueError("`raw_speech` is empty: expected at least one clip.")
+        mono = []
+        for index, clip in enumerate(clips):
+            channels, samples = clip.shape
+            if samples == 0 or channels == 0:
+                raise ValueError(f"Clip {index} of `raw_speech` is empty: it has shape {tuple(clip.shape)}.")
+            if channels > max(samples, 32):  # surely [samples, channels], the layout soundfile returns
+                raise ValueError(
+                    f"Clip {index} of `raw_speech` has {channels} channels but only {samples} samples; audio must be "
+                    "laid out [channels, samples] (transpose [samples, channels] arrays such as soundfile's)."
+                )
+            mono.append(clip.mean(dim=0))
+            if not torch.isfinite(mono[-1]).all():
+                raise ValueError(f"Clip {index} of `raw_speech` has NaN or infinite samples (or beyond float32).")
+        return mono
+
+    def __call__(
+        self,
+        raw_speech: np.ndarray | torch.Tensor | list,
+        sampling_rate: int | None = None,
+        return_tensors: str | TensorType | None = "pt",
+        padding: bool | str | PaddingStrategy = "longest",
+        return_attention_mask: bool | None = None,
+        resample: bool = False,
+        max_length: int | None = None,
+        truncation: bool = False,
+        device: str | torch.device | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Computes log-mel features of one clip or a batch of clips.
+
+        Args:
+            raw_speech (`np.ndarray`, `torch.Tensor` or `list`):
+                A 1-D array is one mono clip, a 2-D array `[batch, samples]` a batch of mono clips and a 3-D array
+                `[batch, channels, samples]` a batch of multi-channel clips. A list holds one clip per item, each
+                `[samples]` or `[channels, samples]` (numpy, torch or nested lists); a flat list of numbers is one
+                mono clip. Float samples are used as they are; int8/int16/int32 PCM is divided by its type's range
+                and uint8 PCM maps through `(x - 128) / 128`. Channels are averaged to mono; a clip with more than
+                32 channels and fewer samples than channels is refused as transposed `[samples, channels]`.
+            sampling_rate (`int`, *optional*):
+                Sampling rate of `raw_speech`. Strongly recommended, to catch mismatched audio; when omitted, the
+                extractor's `sampling_rate` is assumed.
+            return_tensors (`str` or [`~utils.TensorType`], *optional*, defaults to `"pt"`):
+                `"pt"` for torch tensors, `"np"` or `None` for numpy arrays.
+            padding (`bool`, `str` or [`~utils.PaddingStrategy`], *optional*, defaults to `"longest"`):
+                `True`/`"longest"` pads every clip (at its end, with `padding_value`) to the longest one,
+                `"max_length"` to `max_length` samples.
+            return_attention_mask (`bool`, *optional*):
+                Whether to return the frame-level `attention_mask` `[batch, frames]`: 1 for frame `t` of a clip of
+                `n` samples when `t < n // hop_length + 1`, else 0. Defaults to `self.return_attention_mask`.
+            resample (`bool`, *optional*, defaults to `False`):
+                Resample audio whose `sampling_rate` differs from the extractor's (otherwise that is an error).
+            max_length (`int`, *optional*):
+                Target length in samples (after resampling) for `padding="max_length"`.
+            truncation (`bool`, *optional*, defaults to `False`):
+                With `padding="max_length"`, cut longer clips to `max_length` instead of raising an error.
+            device (`str` or `torch.device`, *optional*):
+                Device to compute on (defaults to the CPU); `"pt"` outputs stay there.
+
+        Returns:
+            [`BatchFeature`]: `input_features` `[batch, 1, n_mels, frames]` (float32) and, if requested,
+            `attention_mask` `[batch, frames]` (int64).
+        """
+        if kwargs:
+            logger.warning_once(f"{type(self).__name__}.__call__ ignores unknown arguments {sorted(kwargs)}.")
+        if return_tensors not in (None, "pt", "np", TensorType.PYTORCH, TensorType.NUMPY):
+            raise ValueError(f"`return_tensors` must be 'pt', 'np' or None, got {return_tensors!r}.")
+        if padding not in (True, "longest", "max_length", PaddingStrategy.LONGEST, PaddingStrategy.MAX_LENGTH):
+            raise ValueError(f"`padding` must be True, 'longest' or 'max_length' (in samples), got {padding!r}.")
+        padding = PaddingStrategy.LONGEST if padding is True else PaddingStrategy(padding)
+        if max_length is not None:
+            _check_positive_int("max_length", max_length)
+        elif padding == PaddingStrategy.MAX_LENGTH:
+            raise ValueError("`padding='max_length'` needs `max_length` (in samples), got None.")
+
+        if sampling_rate is None:
+            logger.warning(
+                f"It is strongly recommended to pass the `sampling_rate` argument to `{type(self).__name__}()`. "
+                "Failing to do so can result in silent errors that might be hard to debug."
+            )
+        else:
+            _check_positive_int("sampling_rate", sampling_rate)
+            if sampling_rate != self.sampling_rate and not resample:
+                raise ValueError(
+                    f"The audio was sampled at {sampling_rate} Hz but this feature extractor expects "
+                    f"{self.sampling_rate} Hz. Resample it first, or pass `resample=True`."
+                )
+
+        device = torch.device("cpu" if device is None else device)
+        clips = [clip.to(device) for clip in self._as_mono_clips(raw_speech)]
+        if sampling_rate is not None and sampling_rate != self.sampling_rate:
+            clips = [torchaudio.functional.resample(clip, sampling_rate, self.sampling_rate) for clip in clips]
+
+        lengths = [clip.shape[-1] for clip in clips]
+        target = max_length if padding == PaddingStrategy.MAX_LENGTH else max(lengths)
+        if max(lengths) > target and not truncation:
+            raise ValueError(
+                f"A clip has {max(lengths)} samples, more than `max_length` = {target}; pass `truncation=True`."
+            )
+        if target <= self.n_fft // 2:
+            raise ValueError(
+                f"`raw_speech` is too short: {target} samples, but the centred STFT with n_fft={self.n_fft} needs at "
+                f"least {self.n_fft // 2 + 1} (it reflects n_fft // 2 samples at each end). Pad it, e.g. with "
+                f"`padding='max_length', max_length={self.n_fft // 2 + 1}`."
+            )
+
+        batch = torch.full((len(clips), target), float(self.padding_value), dtype=torch.float32, device=device)
+        for row, clip in zip(batch, clips):
+            row[: min(clip.shape[-1], target)] = clip[:target]
+        with torch.no_grad():
+            features = torch.log1p(self._mel_transform(device)(batch))[:, None]
+        if not torch.isfinite(features).all():
+            peak = max(clip.abs().max().item() for clip in clips)
+            raise ValueError(
+                f"The mel spectrogram overflowed float32 (peak sample magnitude {peak:.3g}); `raw_speech` should hold "
+                "audio in [-1, 1]."
+            )
+
+        data = {"input_features": features}
+        if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
+            valid = torch.tensor([min(n, target) // self.hop_length + 1 for n in lengths], device=device)
+            data["attention_mask"] = (torch.arange(features.shape[-1], device=device)[None] < valid[:, None]).long()
+        if return_tensors in (None, "np", TensorType.NUMPY):
+            data = {key: value.cpu().numpy() for key, value in data.items()}
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _inverse(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pseudo-inverse of the mel filterbank `[n_freqs, n_mels]` and the Griffin-Lim window, cached per device."""
+        key = str(device)
+        if key not in self._inverse_parts:
+            f_max = self.f_max if self.f_max is not None else self.sampling_rate / 2
+            filterbank = torchaudio.functional.melscale_fbanks(  # [n_freqs, n_mels]: mel = filterbank.T @ linear
+                self.n_fft // 2 + 1, self.f_min, f_max, self.n_mels, self.sampling_rate, norm=None, mel_scale="htk"
+            )
+            pseudo_inverse = torch.linalg.pinv(filterbank.T.double()).float()
+            window = torch.hann_window(self.n_fft, periodic=True)
+            self._inverse_parts[key] = (pseudo_inverse.to(device), window.to(device))
+        return self._inverse_parts[key]
+
+    def features_to_waveform(
+        self,
+        input_features: np.ndarray | torch.Tensor,
+        n_iter: int = 32,
+        momentum: float = 0.99,
+        length: int | None = None,
+        rand_init: bool = False,
+    ) -> torch.Tensor:
+        """
+        Approximately inverts the features: `expm1`, pseudo-inverse of the mel filterbank (negative bins clamped to
+        0), then fast Griffin-Lim phase recovery with this extractor's window, `n_fft`, `hop_length` and `power`.
+
+        Args:
+            input_features (`np.ndarray` or `torch.Tensor`):
+                Log-mel features `[batch, 1, n_mels, frames]`, `[batch, n_mels, frames]` or `[n_mels, frames]`.
+                Torch inputs are processed on their device.
+            n_iter (`int`, *optional*, defaults to 32):
+                Griffin-Lim iterations.
+            momentum (`float`, *optional*, defaults to 0.99):
+                Fast Griffin-Lim momentum, in [0, 1); 0 is the original Griffin-Lim.
+            length (`int`, *optional*):
+                Number of output samples; defaults to `(frames - 1) * hop_length`.
+            rand_init (`bool`, *optional*, defaults to `False`):
+                Start from random phases instead of zero phases (zero phases make the output deterministic).
+
+        Returns:
+            `torch.Tensor`: waveforms `[batch, samples]` (float32).
+        """
+        features = input_features.detach() if isinstance(input_features, torch.Tensor) else np.asarray(input_features)
+        real = not features.is_complex() if isinstance(features, torch.Tensor) else features.dtype.kind in "fiu"
+        if not real:
+            raise ValueError(f"`input_features` must hold real numbers, got dtype {features.dtype}.")
+        features = torch.as_tensor(features, dtype=torch.float32)  # numpy arrays land on the CPU
+        shape = tuple(features.shape)
+        if features.ndim == 4 and shape[1] == 1:
+            features = features[:, 0]
+        elif features.ndim == 2:
+            features = features[None]
+        if features.ndim != 3 or features.shape[1] != self.n_mels or features.shape[0] == 0:
+            raise ValueError(
+                f"`input_features` must have shape [batch, 1, {self.n_mels}, frames], [batch, {self.n_mels}, frames] "
+                f"or [{self.n_mels}, frames] with batch >= 1, got {shape}."
+            )
+        mel_power = torch.expm1(features).clamp_min(0.0)
+        if not torch.isfinite(mel_power).all():
+            raise ValueError("`input_features` contains NaN or infinite values, or values too large for `expm1`.")
+        if isinstance(n_iter, bool) or not isinstance(n_iter, Integral) or n_iter < 0:
+            raise ValueError(f"`n_iter` must be a non-negative integer, got {n_iter!r}.")
+        if not 0 <= _check_finite_real("momentum", momentum) < 1:
+            raise ValueError(f"`momentum` must lie in [0, 1), got {momentum}.")
+        if self.hop_length >= self.n_fft:
+            raise ValueError(f"Griffin-Lim needs hop_length < n_fft, got {self.hop_length} and {self.n_fft}.")
+        if length is not None:
+            _check_positive_int("length", length)
+        frames = features.shape[-1]
+        samples = length if length is not None else (frames - 1) * self.hop_length
+        longest = (frames - 1) * self.hop_length + self.n_fft // 2 - 1  # beyond it the window envelope vanishes
+        if not self.n_fft // 2 < samples <= longest:
+            raise ValueError(
+                f"Cannot invert {frames} frames to {samples} samples: Griffin-Lim needs more than n_fft // 2 = "
+                f"{self.n_fft // 2} samples, and {frames} frames cover at most {longest}."
+            )
+
+        pseudo_inverse, window = self._inverse(features.device)
+        with torch.no_grad():
+            linear = torch.matmul(pseudo_inverse, mel_power).clamp_min(0.0)  # [batch, n_freqs, frames]
+            return torchaudio.functional.griffinlim(
+                linear, window=window, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.n_fft,
+                power=self.power, n_iter=n_iter, momentum=momentum, length=length, rand_init=rand_init,
+            )
+
+
+__all__ = ["DistillFeatureExtractor"]
