@@ -182,8 +182,11 @@ class DistillFeatureExtractor(SequenceFeatureExtractor):
             ).to(device)
         return self._mel_transforms[key]
 
-    def _as_mono_clips(self, raw_speech) -> list[torch.Tensor]:
-        """Reads every supported input layout into a list of 1-D float32 clips."""
+    def _read_audio(self, raw_speech) -> torch.Tensor | list[torch.Tensor]:
+        """
+        Reads every supported input layout as mono float32 audio: a `[batch, samples]` tensor for array input (one
+        conversion and one channel average for the whole batch), a list of 1-D clips for list input.
+        """
         if isinstance(raw_speech, (np.ndarray, torch.Tensor)):
             if not 1 <= raw_speech.ndim <= 3:
                 raise ValueError(
@@ -191,39 +194,46 @@ class DistillFeatureExtractor(SequenceFeatureExtractor):
                     f"got shape {tuple(raw_speech.shape)}."
                 )
             audio = _to_float_tensor(raw_speech, "`raw_speech`")
-            clips = [audio[None]] if audio.ndim == 1 else list(audio[:, None] if audio.ndim == 2 else audio)
-        elif isinstance(raw_speech, (list, tuple)) and raw_speech and all(_is_number(x) for x in raw_speech):
-            clips = [_to_float_tensor(raw_speech, "`raw_speech`")[None]]
-        elif isinstance(raw_speech, (list, tuple)):
-            clips = []
-            for index, item in enumerate(raw_speech):
-                name = f"`raw_speech[{index}]`"
-                if isinstance(item, (str, bytes)):
-                    raise ValueError(f"{name} must be an array of audio samples, got {type(item).__name__}.")
-                clip = _to_float_tensor(item, name)
-                if clip.ndim not in (1, 2):
-                    raise ValueError(f"{name} must be [samples] or [channels, samples], got {tuple(clip.shape)}.")
-                clips.append(clip if clip.ndim == 2 else clip[None])
-        else:
+            if audio.ndim == 3:
+                self._check_layout(audio.shape[1], audio.shape[2], "Every clip")
+                audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(dim=1)  # [B, C, S] -> [B, S]
+            batch = audio[None] if audio.ndim == 1 else audio
+            if batch.numel() == 0:
+                raise ValueError(f"`raw_speech` is empty: got shape {tuple(raw_speech.shape)}.")
+            return batch
+        if isinstance(raw_speech, (list, tuple)) and raw_speech and all(_is_number(x) for x in raw_speech):
+            return [_to_float_tensor(raw_speech, "`raw_speech`")]
+        if not isinstance(raw_speech, (list, tuple)):
             raise ValueError(
                 f"`raw_speech` must be a numpy array, torch tensor or list of clips, got {type(raw_speech).__name__}."
             )
-        if not clips:
+        if not raw_speech:
             raise ValueError("`raw_speech` is empty: expected at least one clip.")
-        mono = []
-        for index, clip in enumerate(clips):
-            channels, samples = clip.shape
-            if samples == 0 or channels == 0:
+        clips = []
+        for index, item in enumerate(raw_speech):
+            name = f"`raw_speech[{index}]`"
+            if isinstance(item, (str, bytes)):
+                raise ValueError(f"{name} must be an array of audio samples, got {type(item).__name__}.")
+            clip = _to_float_tensor(item, name)
+            if clip.ndim not in (1, 2):
+                raise ValueError(f"{name} must be [samples] or [channels, samples], got {tuple(clip.shape)}.")
+            if clip.ndim == 2:
+                self._check_layout(*clip.shape, f"Clip {index} of `raw_speech`")
+                clip = clip.mean(dim=0)
+            if clip.numel() == 0:
                 raise ValueError(f"Clip {index} of `raw_speech` is empty: it has shape {tuple(clip.shape)}.")
-            if channels > max(samples, 32):  # surely [samples, channels], the layout soundfile returns
-                raise ValueError(
-                    f"Clip {index} of `raw_speech` has {channels} channels but only {samples} samples; audio must be "
-                    "laid out [channels, samples] (transpose [samples, channels] arrays such as soundfile's)."
-                )
-            mono.append(clip.mean(dim=0))
-            if not torch.isfinite(mono[-1]).all():
-                raise ValueError(f"Clip {index} of `raw_speech` has NaN or infinite samples (or beyond float32).")
-        return mono
+            clips.append(clip)
+        return clips
+
+    @staticmethod
+    def _check_layout(channels: int, samples: int, what: str) -> None:
+        if channels == 0 or samples == 0:
+            raise ValueError(f"{what} of `raw_speech` is empty: {channels} channels of {samples} samples.")
+        if channels > max(samples, 32):  # surely [samples, channels], the layout soundfile returns
+            raise ValueError(
+                f"{what} has {channels} channels but only {samples} samples; audio must be laid out "
+                "[channels, samples] (transpose [samples, channels] arrays such as soundfile's)."
+            )
 
     def __call__(
         self,
@@ -299,11 +309,19 @@ class DistillFeatureExtractor(SequenceFeatureExtractor):
                 )
 
         device = torch.device("cpu" if device is None else device)
-        clips = [clip.to(device) for clip in self._as_mono_clips(raw_speech)]
-        if sampling_rate is not None and sampling_rate != self.sampling_rate:
-            clips = [torchaudio.functional.resample(clip, sampling_rate, self.sampling_rate) for clip in clips]
+        audio = self._read_audio(raw_speech)
+        resampling = sampling_rate is not None and sampling_rate != self.sampling_rate
+        if isinstance(audio, torch.Tensor):  # [B, S]: equal lengths, resampled and checked as one batch
+            audio = audio.to(device)
+            if resampling:
+                audio = torchaudio.functional.resample(audio, sampling_rate, self.sampling_rate)
+            lengths = [audio.shape[-1]] * audio.shape[0]
+        else:
+            audio = [clip.to(device) for clip in audio]
+            if resampling:
+                audio = [torchaudio.functional.resample(clip, sampling_rate, self.sampling_rate) for clip in audio]
+            lengths = [clip.shape[-1] for clip in audio]
 
-        lengths = [clip.shape[-1] for clip in clips]
         target = max_length if padding == PaddingStrategy.MAX_LENGTH else max(lengths)
         if max(lengths) > target and not truncation:
             raise ValueError(
@@ -315,17 +333,24 @@ class DistillFeatureExtractor(SequenceFeatureExtractor):
                 f"least {self.n_fft // 2 + 1} (it reflects n_fft // 2 samples at each end). Pad it, e.g. with "
                 f"`padding='max_length', max_length={self.n_fft // 2 + 1}`."
             )
+        if isinstance(audio, torch.Tensor) and audio.shape[-1] == target:
+            batch = audio
+        else:
+            batch = torch.full((len(lengths), target), float(self.padding_value), dtype=torch.float32, device=device)
+            for row, clip in zip(batch, audio):
+                row[: min(clip.shape[-1], target)] = clip[:target]
 
-        batch = torch.full((len(clips), target), float(self.padding_value), dtype=torch.float32, device=device)
-        for row, clip in zip(batch, clips):
-            row[: min(clip.shape[-1], target)] = clip[:target]
         with torch.no_grad():
             features = torch.log1p(self._mel_transform(device)(batch))[:, None]
+        # One check of the output catches non-finite input (NaN/Inf propagate) and float32 overflow alike; the
+        # input is inspected only to word the error.
         if not torch.isfinite(features).all():
-            peak = max(clip.abs().max().item() for clip in clips)
+            if not torch.isfinite(batch).all():
+                row = int((~torch.isfinite(batch)).any(dim=-1).nonzero()[0])
+                raise ValueError(f"Clip {row} of `raw_speech` has NaN or infinite samples (or beyond float32).")
             raise ValueError(
-                f"The mel spectrogram overflowed float32 (peak sample magnitude {peak:.3g}); `raw_speech` should hold "
-                "audio in [-1, 1]."
+                f"The mel spectrogram overflowed float32 (peak sample magnitude {batch.abs().max().item():.3g}); "
+                "`raw_speech` should hold audio in [-1, 1]."
             )
 
         data = {"input_features": features}

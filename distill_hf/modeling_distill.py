@@ -259,6 +259,16 @@ class DistillVQVAEModel(DistillVQVAEPreTrainedModel):
             input_features = F.pad(input_features, (0, pad_frames, 0, pad_mels))
         return input_features
 
+    def _encode(self, input_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Checked features -> (latents, quantized_representation, audio_codes, commit_loss)."""
+        latents = self.encoder(self._pad_to_grid(input_features))
+        return (latents, *self.quantizer(latents))
+
+    def _decode(self, quantized_representation: torch.Tensor, target_length: int | None) -> torch.Tensor:
+        """Quantized latents -> spectrogram cropped to `n_mels` bands and `target_length` frames."""
+        reconstruction = self.decoder(quantized_representation)
+        return reconstruction[:, :, : self.config.n_mels, :target_length]
+
     # ------------------------------------------------------------------------------------------ public API
     def encode(self, input_features: torch.Tensor, return_dict: bool | None = None):
         """
@@ -272,9 +282,7 @@ class DistillVQVAEModel(DistillVQVAEPreTrainedModel):
             `quantized_representation` and `latents` `(batch_size, codebook_dim, height, width)`, `commit_loss`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        input_features = self._check_features(input_features)
-        latents = self.encoder(self._pad_to_grid(input_features))
-        quantized_representation, audio_codes, commit_loss = self.quantizer(latents)
+        latents, quantized_representation, audio_codes, commit_loss = self._encode(self._check_features(input_features))
         output = DistillVQVAEEncoderOutput(
             audio_codes=audio_codes,
             quantized_representation=quantized_representation,
@@ -312,15 +320,13 @@ class DistillVQVAEModel(DistillVQVAEPreTrainedModel):
                 f"`quantized_representation` must have shape (batch_size, {self.config.codebook_dim}, height, width),"
                 f" got {tuple(quantized_representation.shape)}."
             )
-        reconstruction = self.decoder(quantized_representation)
         if target_length is not None:
-            max_length = reconstruction.shape[-1]
+            max_length = quantized_representation.shape[-1] * self.config.downsampling_factor
             if isinstance(target_length, bool) or not isinstance(target_length, int) or not 0 < target_length <= max_length:
                 raise ValueError(
                     f"`target_length` must be an integer in [1, {max_length}] for this code grid, got {target_length!r}."
                 )
-            reconstruction = reconstruction[..., :target_length]
-        reconstruction = reconstruction[:, :, : self.config.n_mels]
+        reconstruction = self._decode(quantized_representation, target_length)
         output = DistillVQVAEDecoderOutput(reconstruction=reconstruction)
         return output if return_dict else output.to_tuple()
 
@@ -345,25 +351,22 @@ class DistillVQVAEModel(DistillVQVAEPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         input_features = self._check_features(input_features)
-        num_frames = input_features.shape[-1]
-        encoded = self.encode(input_features, return_dict=True)
-        reconstruction = self.decode(
-            quantized_representation=encoded.quantized_representation, target_length=num_frames, return_dict=True
-        ).reconstruction
+        latents, quantized_representation, audio_codes, quantizer_commit_loss = self._encode(input_features)
+        reconstruction = self._decode(quantized_representation, target_length=input_features.shape[-1])
 
         loss = recon_loss = commit_loss = None
         if return_loss:
             loss, recon_loss, commit_loss = vqvae_loss(
-                reconstruction, input_features, encoded.commit_loss, self.config.commitment_weight
+                reconstruction, input_features, quantizer_commit_loss, self.config.commitment_weight
             )
         output = DistillVQVAEOutput(
             loss=loss,
             recon_loss=recon_loss,
             commit_loss=commit_loss,
             reconstruction=reconstruction,
-            audio_codes=encoded.audio_codes,
-            quantized_representation=encoded.quantized_representation,
-            latents=encoded.latents,
+            audio_codes=audio_codes,
+            quantized_representation=quantized_representation,
+            latents=latents,
         )
         return output if return_dict else output.to_tuple()
 

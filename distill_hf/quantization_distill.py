@@ -227,7 +227,8 @@ class DistillResidualVectorQuantizer(nn.Module):
             quantized_sum = torch.zeros_like(vectors)
             codes, commit_losses = [], []
             for codebook in self.layers:
-                codebook.init_embed_(residual.detach())
+                if not codebook.initted:
+                    codebook.init_embed_(residual.detach())
                 level_codes = codebook.nearest_codes(residual.detach())  # (B*H*W,)
                 level_quantized = codebook.lookup(level_codes)  # (B*H*W, D), no gradient
                 if self.training:
@@ -235,11 +236,11 @@ class DistillResidualVectorQuantizer(nn.Module):
                     commit_losses.append(F.mse_loss(level_quantized, residual) * self.commitment_weight)
                     if residual.requires_grad:
                         level_quantized = rotation_trick(residual, level_quantized)
-                else:
-                    commit_losses.append(residual.new_zeros(()))
                 residual = residual - level_quantized.detach()
                 quantized_sum = quantized_sum + level_quantized
                 codes.append(level_codes)
+            # No commitment term outside training (as in the original).
+            commit_loss = torch.stack(commit_losses) if commit_losses else vectors.new_zeros(len(self.layers))
 
         # (B*H*W, D) -> (B, D, H, W). Made contiguous: the original decoded a standard (NCHW) layout here, and the
         # convolution kernels round differently for other layouts.
@@ -247,7 +248,7 @@ class DistillResidualVectorQuantizer(nn.Module):
         quantized_representation = quantized_representation.contiguous()
         audio_codes = torch.stack(codes, dim=-1)  # (B*H*W, Q)
         audio_codes = audio_codes.reshape(batch_size, height, width, -1).permute(0, 3, 1, 2)  # (B, Q, H, W)
-        return quantized_representation, audio_codes, torch.stack(commit_losses)
+        return quantized_representation, audio_codes, commit_loss
 
     def decode_codes(self, audio_codes: torch.LongTensor) -> torch.Tensor:
         """
