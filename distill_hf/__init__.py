@@ -25,6 +25,13 @@ AutoConfig.register(DistillVQVAEConfig.model_type, DistillVQVAEConfig, exist_ok=
 AutoModel.register(DistillVQVAEConfig, DistillVQVAEModel, exist_ok=True)
 AutoFeatureExtractor.register(DistillVQVAEConfig, DistillFeatureExtractor, exist_ok=True)
 
+# Folders written by `save_pretrained` also carry the configuration, modeling (with its quantization helper) and
+# feature-extraction modules plus `auto_map` entries, so they load with stock Transformers and
+# `trust_remote_code=True` where this package is not installed.
+DistillVQVAEConfig.register_for_auto_class()
+DistillVQVAEModel.register_for_auto_class("AutoModel")
+DistillFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+
 __all__ = [
     "DistillFeatureExtractor",
     "DistillVQVAEConfig",
