@@ -13,13 +13,38 @@ matching the original Distill model (which used vector-quantize-pytorch 1.27):
 
 All distances and statistics are computed in float32 with autocast disabled; codebook state lives in buffers
 and changes only in training mode (k-means initialisation excepted), always under `torch.no_grad()`.
+
+Under data parallelism (an initialised `torch.distributed` process group with more than one process) the
+codebooks are buffers that no gradient all-reduce touches, so the statistics are synchronised here: k-means
+seeds come from rank 0 and its per-iteration counts and sums are all-reduced, the EMA counts and vector sums are
+all-reduced before every update, and dead codes are replaced by vectors drawn on rank 0 and broadcast. Every rank
+therefore holds identical codebooks, equal to what one process would compute on the concatenated batch.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+
+def _is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over all processes in place (no-op in a single process)."""
+    if _is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_from_first_rank_(tensor: torch.Tensor) -> torch.Tensor:
+    """Overwrite `tensor` with rank 0's values in place (no-op in a single process)."""
+    if _is_distributed():
+        dist.broadcast(tensor, src=0)
+    return tensor
 
 
 def negative_euclidean_distances(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -61,15 +86,16 @@ def kmeans(vectors: torch.Tensor, num_clusters: int, num_iters: int) -> tuple[to
     Lloyd's k-means on `vectors` `(N, D)`, seeded with randomly sampled vectors.
 
     Returns the means `(num_clusters, D)` and the final assignment counts `(num_clusters,)`; a cluster that loses
-    all its members keeps its previous mean.
+    all its members keeps its previous mean. Across processes, the seeds are rank 0's and the statistics are
+    summed over all ranks, so every rank gets the same result.
     """
-    means = sample_vectors(vectors, num_clusters)  # (K, D)
+    means = broadcast_from_first_rank_(sample_vectors(vectors, num_clusters))  # (K, D), seeds from rank 0
     counts = torch.zeros(num_clusters, dtype=torch.long, device=vectors.device)
     for _ in range(num_iters):
         assignments = negative_euclidean_distances(vectors, means).argmax(dim=-1)  # (N,)
-        counts = torch.bincount(assignments, minlength=num_clusters)  # (K,)
+        counts = all_reduce_sum_(torch.bincount(assignments, minlength=num_clusters))  # (K,)
         empty = counts == 0
-        sums = torch.zeros_like(means).index_add_(0, assignments, vectors)  # (K, D)
+        sums = all_reduce_sum_(torch.zeros_like(means).index_add_(0, assignments, vectors))  # (K, D)
         new_means = sums / counts.masked_fill(empty, 1)[:, None].to(vectors.dtype)
         means = torch.where(empty[:, None], means, new_means)
     return means, counts
@@ -168,8 +194,8 @@ class DistillCodebook(nn.Module):
         One EMA step from `vectors` `(N, D)` assigned to `codes` `(N,)`, then dead-code replacement.
         """
         one_hot = F.one_hot(codes, self.codebook_size).to(vectors.dtype)  # (N, K)
-        ema_inplace_(self.cluster_size, one_hot.sum(dim=0), self.decay)
-        ema_inplace_(self.embed_avg, one_hot.t() @ vectors, self.decay)
+        ema_inplace_(self.cluster_size, all_reduce_sum_(one_hot.sum(dim=0)), self.decay)
+        ema_inplace_(self.embed_avg, all_reduce_sum_(one_hot.t() @ vectors), self.decay)
         smoothed = laplace_smoothing(self.cluster_size, self.codebook_size, self.eps) * self.cluster_size.sum()
         self.embed.copy_(self.embed_avg / smoothed[:, None])
         self.expire_codes_(vectors)
@@ -182,7 +208,7 @@ class DistillCodebook(nn.Module):
         dead = self.cluster_size < self.threshold_ema_dead_code  # (K,)
         if not dead.any():
             return
-        replacements = sample_vectors(vectors, int(dead.sum()))
+        replacements = broadcast_from_first_rank_(sample_vectors(vectors, int(dead.sum())))  # same on every rank
         self.embed[dead] = replacements
         self.cluster_size[dead] = float(self.threshold_ema_dead_code)
         self.embed_avg[dead] = replacements * self.threshold_ema_dead_code
