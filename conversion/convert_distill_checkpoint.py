@@ -4,15 +4,20 @@
 
 The file is read with `torch.load(..., weights_only=True)` only: a pickle that tries to run code is refused by
 torch's restricted unpickler, never executed. The output folder holds the model (`config.json`,
-`model.safetensors`) and the feature extractor (`preprocessor_config.json`); it is built in a temporary folder
-beside the destination and renamed into place, so a failed conversion leaves nothing behind.
+`model.safetensors`, and the model code for `trust_remote_code`), the feature extractor
+(`preprocessor_config.json`), the model card (`README.md`), `distill_metadata.json` (the original's `metadata`,
+`codebook_health_snapshot`, `loss_curve_history`, `training_config`, whether a prior was bundled with its
+`prior_config`/`prior_metadata`, and where the file came from) and, when matplotlib is installed and a loss
+history was recorded, `loss_curve.png`. It is built in a temporary folder beside the destination and renamed into
+place, so a failed conversion leaves nothing behind.
 
-The bundled prior, metadata and training history are not converted here (they are accepted and ignored).
+The bundled prior's weights are not converted here (a later step); its presence and settings are recorded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -23,6 +28,13 @@ from pathlib import Path
 import torch
 
 from distill_hf import DistillFeatureExtractor, DistillVQVAEConfig, DistillVQVAEModel
+from distill_hf.model_card import (
+    LOSS_CURVE_FILENAME,
+    METADATA_FILENAME,
+    save_loss_curve,
+    to_jsonable,
+    write_model_card,
+)
 
 EXPECTED_FORMAT = "distill_model"
 SUPPORTED_VERSIONS = (2,)
@@ -188,9 +200,45 @@ def _check_and_load(model: DistillVQVAEModel, state_dict: dict) -> None:
     model.load_state_dict(state_dict, strict=True)
 
 
-def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False) -> Path:
+# Top-level checkpoint entries copied into distill_metadata.json as they are (JSON-safe).
+RECORDED_FIELDS = ("metadata", "codebook_health_snapshot", "loss_curve_history", "training_config")
+
+
+def distill_metadata(checkpoint: dict, source_name: str) -> dict:
+    """
+    What `distill_metadata.json` holds: the original's `metadata`, `codebook_health_snapshot`,
+    `loss_curve_history` and `training_config` (each `None` when absent), `spectrogram_config`, `has_prior`
+    (the flag, or whether prior weights are present when the flag is missing) with `prior_config` and
+    `prior_metadata` (the prior's weights are not stored), and `source` (file name, format, version, model type).
+    All values are plain JSON (tensors become numbers or lists, non-finite floats `null`).
+    """
+    if "has_prior" in checkpoint:
+        has_prior = bool(checkpoint["has_prior"])
+    else:
+        has_prior = bool(checkpoint.get("prior_state_dict"))
+    record = {
+        "source": {
+            "file": source_name,
+            "format": checkpoint.get("format"),
+            "version": checkpoint.get("version"),
+            "model_type": checkpoint.get("model_type"),
+        },
+        **{key: checkpoint.get(key) for key in RECORDED_FIELDS},
+        "spectrogram_config": checkpoint.get("spectrogram_config"),
+        "has_prior": has_prior,
+        "prior_config": checkpoint.get("prior_config"),
+        "prior_metadata": checkpoint.get("prior_metadata"),
+    }
+    return to_jsonable(record)
+
+
+def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False, repo_id: str | None = None) -> Path:
     """
     Convert `checkpoint_path` (`.distill`) into a `save_pretrained` folder at `output_dir` and return its path.
+
+    Besides the model and feature extractor, writes `distill_metadata.json`, `loss_curve.png` (when matplotlib is
+    installed and a loss history was recorded) and the model card `README.md`, whose usage snippet loads from
+    `repo_id` (default: a placeholder path).
 
     Raises `ConversionError` (a `ValueError`) with a one-line reason for any invalid input; nothing is written
     unless conversion succeeds. An existing `output_dir` is refused unless `overwrite=True`.
@@ -208,6 +256,7 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False) -> 
     _check_and_load(model, state_dict)
     model.eval()
     feature_extractor = DistillFeatureExtractor.from_model_config(config)
+    record = distill_metadata(checkpoint, Path(checkpoint_path).name)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
@@ -217,6 +266,14 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False) -> 
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; the final folder gets normal permissions
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
+        (staging / METADATA_FILENAME).write_text(
+            json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
+        save_loss_curve(record["loss_curve_history"], staging / LOSS_CURVE_FILENAME)
+        write_model_card(staging, repo_id=repo_id)
+        for file in staging.iterdir():  # some writers create 0600 files; give them the usual permissions
+            if file.is_file():
+                os.chmod(file, 0o666 & ~umask)
         if output_dir.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old.", dir=output_dir.parent))
             backup.rmdir()
@@ -236,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="original .distill file")
     parser.add_argument("--output-dir", required=True, help="folder to write (must not exist unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--repo-id", help="Hub repository id the model card's usage snippet loads from")
     args = parser.parse_args(argv)
     try:
-        output_dir = convert_checkpoint(args.checkpoint, args.output_dir, overwrite=args.overwrite)
+        output_dir = convert_checkpoint(
+            args.checkpoint, args.output_dir, overwrite=args.overwrite, repo_id=args.repo_id
+        )
     except ConversionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

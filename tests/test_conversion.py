@@ -70,7 +70,9 @@ def test_unknown_keys_are_refused(key):
 
 
 def test_converted_folder_is_complete(converted_dir, original):
-    assert {p.name for p in converted_dir.iterdir()} >= {"config.json", "model.safetensors", "preprocessor_config.json"}
+    assert {p.name for p in converted_dir.iterdir()} >= {
+        "config.json", "model.safetensors", "preprocessor_config.json", "README.md", "distill_metadata.json"
+    }
     config = json.loads((converted_dir / "config.json").read_text())
     for key, value in original["vqvae_config"].items():
         if key not in ("device", "num_workers"):
@@ -92,6 +94,69 @@ def test_checkpoint_without_prior_or_snapshots_converts(tmp_path, original):
     )
     output = convert_checkpoint(path, tmp_path / "out")
     assert (output / "model.safetensors").exists()
+    record = json.loads((output / "distill_metadata.json").read_text())
+    assert record["has_prior"] is False and record["prior_config"] is None and record["prior_metadata"] is None
+    assert record["codebook_health_snapshot"] is None and record["loss_curve_history"] is None
+    assert record["metadata"] == original["metadata"] and record["source"]["file"] == "variant.distill"
+    assert not (output / "loss_curve.png").exists()  # nothing to plot
+    card = (output / "README.md").read_text()
+    assert "Codebook health: not recorded." in card
+    assert "Final train loss 0.5109, validation loss 0.5619" in card and "Loss history" not in card
+    assert "The original checkpoint bundles no prior." in card and "loss_curve.png" not in card
+    assert "| dataset | alsa-sounds |" in card
+
+
+def test_old_checkpoint_without_any_records_converts(tmp_path, original):
+    """Older files: no has_prior flag or prior keys, no metadata, training config or history at all."""
+    path = write_variant(
+        tmp_path, original, has_prior=_DELETE, prior_state_dict=_DELETE, prior_config=_DELETE,
+        prior_metadata=_DELETE, codebook_health_snapshot=_DELETE, loss_curve_history=_DELETE,
+        metadata=_DELETE, training_config=_DELETE,
+    )
+    output = convert_checkpoint(path, tmp_path / "out", repo_id="someone/old-distill")
+    record = json.loads((output / "distill_metadata.json").read_text())
+    assert record["has_prior"] is False
+    assert all(record[key] is None for key in ("metadata", "codebook_health_snapshot", "loss_curve_history",
+                                               "training_config", "prior_config", "prior_metadata"))
+    card = (output / "README.md").read_text()
+    for line in ("Training data: not recorded.", "Training configuration: not recorded.",
+                 "Final losses: not recorded.", "Codebook health: not recorded."):
+        assert line in card, line
+    assert 'model_id = "someone/old-distill"' in card
+    assert "datasets:" not in card.split("\n---\n")[0]
+
+
+def test_prior_weights_without_flag_count_as_bundled(tmp_path, original):
+    output = convert_checkpoint(write_variant(tmp_path, original, has_prior=_DELETE), tmp_path / "out")
+    record = json.loads((output / "distill_metadata.json").read_text())
+    assert record["has_prior"] is True and record["prior_config"] == original["prior_config"]
+
+
+def test_failure_while_writing_the_card_leaves_nothing(tmp_path, monkeypatch):
+    import conversion.convert_distill_checkpoint as converter
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(converter, "write_model_card", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        convert_checkpoint(CHECKPOINT, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []  # neither the output nor the staging folder
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("user data")
+    with pytest.raises(RuntimeError, match="disk full"):
+        convert_checkpoint(CHECKPOINT, existing, overwrite=True)
+    assert (existing / "keep.txt").read_text() == "user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
+
+
+def test_converted_files_have_normal_permissions(converted_dir):
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in converted_dir.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
 
 
 def test_existing_output_is_refused_unless_overwrite(tmp_path):
@@ -191,6 +256,11 @@ def test_cli_success_and_one_line_errors(tmp_path):
     assert again.returncode == 1
     assert again.stderr.strip().startswith("error: output folder") and "Traceback" not in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_main_with_repo_id(tmp_path, capsys):
+    assert main(["--checkpoint", str(CHECKPOINT), "--output-dir", str(tmp_path / "o"), "--repo-id", "me/distill"]) == 0
+    assert 'model_id = "me/distill"' in (tmp_path / "o" / "README.md").read_text()
 
 
 def test_main_function_reports_errors(tmp_path, capsys):
