@@ -27,6 +27,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from .configuration_distill import DistillVQVAEConfig
+from .plotting import plot_loss_curves
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_cards" / "distill_vqvae_card.md.j2"
 METADATA_FILENAME = "distill_metadata.json"
@@ -93,34 +94,17 @@ def save_loss_curve(loss_history: dict | None, path: str | os.PathLike) -> Path 
     loss_history = to_jsonable(loss_history)
     if not isinstance(loss_history, dict):
         return None
-    curves = [
-        (label, loss_history.get(key))
+    series = {
+        label: loss_history[key]
         for key, label in (("train_losses", "train"), ("val_losses", "validation"))
-        if isinstance(loss_history.get(key), list) and _finite_floats(loss_history.get(key))
-    ]
-    if not curves:
+        if isinstance(loss_history.get(key), list) and _finite_floats(loss_history[key])
+    }
+    if not series:
         return None
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
+        return plot_loss_curves(series, path, title="Distill RVQ-VAE training loss")
+    except ImportError:  # matplotlib is optional
         return None
-    figure = Figure(figsize=(6, 3.5), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots()
-    for label, values in curves:
-        epochs = [i + 1 for i, v in enumerate(values) if isinstance(v, Real)]
-        points = [float(v) for v in values if isinstance(v, Real)]
-        axes.plot(epochs, points, marker="o", markersize=3, label=label)
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("loss")
-    axes.set_title("Distill RVQ-VAE training loss")
-    axes.grid(True, alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, format="png")
-    return path
 
 
 def _number(value, digits: int = 4) -> str:
