@@ -2,6 +2,10 @@
 
     distill-hf convert --checkpoint model.distill --output-dir MODEL_DIR
     distill-hf reconstruct AUDIO --model MODEL_DIR --output out.wav [--save-input in.wav]
+    distill-hf push MODEL_DIR USER/REPO [--token T] [--private] [--revision R] [--commit-message M] [--no-model-card]
+
+`convert` and `reconstruct` work on local folders and never reach for the Hub: they run with HF_HUB_OFFLINE=1
+unless it is set otherwise. `push` uploads to the Hub that HF_ENDPOINT names (default huggingface.co).
 """
 
 from __future__ import annotations
@@ -10,7 +14,16 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are local folders; never reach for the Hub implicitly
+
+def _stay_offline() -> None:
+    """Default HF_HUB_OFFLINE=1 for the local-folder commands (models are folders; never reach for the Hub)."""
+    if "HF_HUB_OFFLINE" in os.environ:
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    # `import distill_hf` already imported huggingface_hub, which read the environment then.
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    if hub_constants is not None:
+        hub_constants.HF_HUB_OFFLINE = True
 
 
 def _convert(args) -> None:
@@ -43,6 +56,46 @@ def _reconstruct(args) -> None:
     )
 
 
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """Base errors of the HTTP client huggingface_hub uses (httpx2, or httpx before huggingface_hub 2):
+    connection refused, timeouts, ..."""
+    import importlib
+
+    classes = []
+    for name in ("httpx2", "httpx"):
+        try:
+            classes.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(classes)
+
+
+def _push(args) -> None:
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .hub import push_model_folder, validate_model_folder
+
+    validate_model_folder(args.folder)  # folder problems first: they need no network to report
+    if constants.is_offline_mode():
+        raise ValueError("push needs the Hub, but offline mode is set (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE): unset it")
+    try:
+        url = push_model_folder(
+            args.folder,
+            args.repo_id,
+            token=args.token,
+            private=True if args.private else None,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            create_model_card=not args.no_model_card,
+        )
+    except HfHubHTTPError:  # the Hub answered with an error status (an OSError: reported by main)
+        raise
+    except _transport_errors() as error:  # no answer at all
+        raise ConnectionError(f"cannot reach the Hub at {constants.ENDPOINT}: {error}") from None
+    print(f"pushed {args.folder} -> {url}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distill-hf", description="Distill RVQ-VAE audio model tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,15 +112,35 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--output", required=True, help="reconstructed audio file to write (.wav, .flac)")
     reconstruct.add_argument("--save-input", help="also write the input as the model hears it (mono, model rate)")
     reconstruct.set_defaults(handler=_reconstruct)
+
+    push = commands.add_parser(
+        "push",
+        help="upload a model folder to the Hugging Face Hub in one commit",
+        description="Upload a complete model folder (weights, configs, remote code, model card, everything else in "
+        "it) to a Hub model repo in one commit; the repo is created if needed. The Hub and the token come from "
+        "HF_ENDPOINT and HF_TOKEN (or `hf auth login`), as for huggingface_hub.",
+    )
+    push.add_argument("folder", help="model folder (save_pretrained or `distill-hf convert` output)")
+    push.add_argument("repo_id", help="Hub repo to push to, e.g. USER/NAME")
+    push.add_argument("--token", help="Hub access token (default: HF_TOKEN or the stored login)")
+    push.add_argument("--private", action="store_true", help="create the repo private (ignored if it exists)")
+    push.add_argument("--revision", help="branch to commit to (created from main if missing; default: main)")
+    push.add_argument("--commit-message", default="Upload Distill model", help="commit message (default: %(default)s)")
+    push.add_argument(
+        "--no-model-card", action="store_true", help="do not write a README.md model card when the folder has none"
+    )
+    push.set_defaults(handler=_push)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "push":
+        _stay_offline()
     try:
         args.handler(args)
     except (ValueError, OSError) as error:  # expected failures: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return 1
     return 0
 
