@@ -1,10 +1,11 @@
-"""`distill-hf` command line: convert original checkpoints and reconstruct audio through a model.
+"""`distill-hf` command line: train, convert original checkpoints, reconstruct audio, push to the Hub.
 
+    distill-hf train [--audio-dir DIR] [--output-dir DIR] [--epochs N] ...
     distill-hf convert --checkpoint model.distill --output-dir MODEL_DIR
     distill-hf reconstruct AUDIO --model MODEL_DIR --output out.wav [--save-input in.wav]
     distill-hf push MODEL_DIR USER/REPO [--token T] [--private] [--revision R] [--commit-message M] [--no-model-card]
 
-`convert` and `reconstruct` work on local folders and never reach for the Hub: they run with HF_HUB_OFFLINE=1
+`train`, `convert` and `reconstruct` work on local folders and never reach for the Hub: they run with HF_HUB_OFFLINE=1
 unless it is set otherwise. `push` uploads to the Hub that HF_ENDPOINT names (default huggingface.co).
 """
 
@@ -56,6 +57,44 @@ def _reconstruct(args) -> None:
     )
 
 
+def _train(args) -> None:
+    from .train_job import run_training
+
+    result = run_training(
+        args.audio_dir,
+        args.output_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        codebook_size=args.codebook_size,
+        augmentation_expansion=args.augmentation_expansion,
+        val_fraction=args.val_fraction,
+        augment=not args.no_augment,
+        seed=args.seed,
+        report_to=args.report_to,
+        resume=args.resume,
+        name=args.name,
+        progress=not args.no_progress,
+    )
+    if result.final_train_loss is None:  # not the main process of a distributed run
+        return
+    health = result.codebook_health or {}
+    used = " / ".join(f"{stats['utilization']:.0%}" for stats in health.values())
+    eval_loss = "n/a" if result.final_eval_loss is None else f"{result.final_eval_loss:.4f}"
+    print(
+        f"trained on {result.num_files} files for {result.epochs} epochs: train loss {result.final_train_loss:.4f}, "
+        f"validation loss {eval_loss}, codes used per level {used}\n"
+        f"model: {result.model_dir}\noutputs: " + ", ".join(p.name for p in result.files[1:])
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def _transport_errors() -> tuple[type[Exception], ...]:
     """Base errors of the HTTP client huggingface_hub uses (httpx2, or httpx before huggingface_hub 2):
     connection refused, timeouts, ..."""
@@ -99,6 +138,32 @@ def _push(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distill-hf", description="Distill RVQ-VAE audio model tools")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model on a folder of audio (or the embedded demo corpus)",
+        description="Train a Distill RVQ-VAE with transformers.Trainer. Settings not given follow the original's "
+        "size-adaptive tiers for the number of files. Writes OUTPUT_DIR/model (Hub-ready: weights, feature "
+        "extractor, remote code, model card), original.wav and reconstruction.wav of a held-out clip, pictures "
+        "(loss curves, input vs reconstructed mel, code grid, codebook usage) and OUTPUT_DIR/checkpoints.",
+    )
+    train.add_argument("--audio-dir", help="folder of audio files, searched recursively (wav, flac, ogg, mp3); "
+                       "default: the embedded demo corpus (30 s of generated musical material)")
+    train.add_argument("--output-dir", default="outputs/distill-train", help="where to write (default: %(default)s)")
+    train.add_argument("--epochs", type=_positive_int, help="training epochs (default: adaptive; 15 for the demo corpus)")
+    train.add_argument("--batch-size", type=_positive_int, help="per-device batch size (default: adaptive)")
+    train.add_argument("--learning-rate", type=float, help="peak AdamW learning rate (default: adaptive)")
+    train.add_argument("--codebook-size", type=_positive_int, help="codes per quantizer level (default: adaptive)")
+    train.add_argument("--augmentation-expansion", type=int,
+                       help="augmented copies of every training chunk (default: adaptive; 2 for the demo corpus)")
+    train.add_argument("--val-fraction", type=float, help="share of files held out for validation (default: adaptive)")
+    train.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    train.add_argument("--seed", type=int, default=0, help="seed of initialisation, split and augmentation (default: 0)")
+    train.add_argument("--report-to", default="none", help="Trainer logging integrations, e.g. tensorboard (default: none)")
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT_DIR/checkpoints")
+    train.add_argument("--name", help="model name for the card (default: the audio folder's name)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
 
     convert = commands.add_parser("convert", help="convert an original .distill checkpoint")
     convert.add_argument("--checkpoint", required=True, help="original .distill file")

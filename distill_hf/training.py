@@ -125,6 +125,7 @@ class CodebookHealthCallback(TrainerCallback):
         self.max_batches = max_batches
         self.last_health: dict[str, dict[str, float]] | None = None
         self._logging = False  # guards against measuring again for our own log call
+        self._warned: set[str] = set()  # levels already reported as collapsing (until they recover)
 
     def _measure(self, model) -> dict[str, dict[str, float]] | None:
         if self.trainer.eval_dataset is None:
@@ -136,8 +137,12 @@ class CodebookHealthCallback(TrainerCallback):
         return health
 
     def _warn_if_collapsing(self, health: dict[str, dict[str, float]]) -> None:
+        """Warn once when a level drops below the line, and again only after it has recovered and dropped anew."""
         for level, stats in health.items():
-            if stats["utilization"] < self.low_utilization:
+            if stats["utilization"] >= self.low_utilization:
+                self._warned.discard(level)
+            elif level not in self._warned:
+                self._warned.add(level)
                 message = (
                     f"Codebook {level.replace('_', ' ')} uses only {stats['utilization']:.0%} of its codes "
                     f"({int(stats['dead_codes'])} never used, below the {self.low_utilization:.0%} warning line): "

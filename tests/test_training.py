@@ -128,10 +128,11 @@ def test_codebook_health_callback_logs_metrics(tiny_config, datasets, tmp_path):
 
 
 def test_codebook_health_callback_warns_on_collapse(tiny_config, tmp_path):
-    """Silence as the only data: the latents take a handful of values (edge effects), so few codes are used."""
+    """Silence as the only data: the latents take a handful of values (edge effects), so few of 64 codes are used."""
+    config = DistillVQVAEConfig(**{**tiny_config.to_diff_dict(), "codebook_size": 64})
     torch.manual_seed(0)
-    model = DistillVQVAEModel(tiny_config)
-    silent = FeatureDataset(tiny_config, 4, seed=0, silent=True)
+    model = DistillVQVAEModel(config)
+    silent = FeatureDataset(config, 4, seed=0, silent=True)
     trainer = Trainer(model=model, args=make_args(tmp_path), train_dataset=silent, eval_dataset=silent)
     callback = CodebookHealthCallback(trainer)
     trainer.add_callback(callback)
@@ -139,7 +140,7 @@ def test_codebook_health_callback_warns_on_collapse(tiny_config, tmp_path):
         metrics = trainer.evaluate()
     utilization = metrics["eval_codebook_level_0_utilization"]
     assert utilization < 0.3
-    never_used = round(16 * (1 - utilization))
+    never_used = round(64 * (1 - utilization))
     assert f"uses only {utilization:.0%} of its codes ({never_used} never used" in str(record[0].message)
     low_levels = sum(metrics[f"eval_codebook_level_{level}_utilization"] < 0.3 for level in range(2))
     assert len([w for w in record if "is collapsing" in str(w.message)]) == low_levels
