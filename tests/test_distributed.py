@@ -41,3 +41,10 @@ def test_codebooks_stay_identical_across_ranks_with_dead_code_replacement(tmp_pa
     assert all(bool(rank0[f"layers.{level}.initted"]) for level in range(2))
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
+
+
+def test_trainer_runs_ddp_and_keeps_codebooks_identical(tmp_path):
+    rank0, rank1 = torchrun("trainer", tmp_path)
+    assert all(bool(rank0[f"layers.{level}.initted"]) for level in range(2))
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name

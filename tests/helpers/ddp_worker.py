@@ -11,6 +11,8 @@ Scenarios (each rank writes OUT_DIR/<scenario>_rank<r>.pt):
   itself never copies buffers between ranks), starts from an uninitialised codebook (k-means runs on the first
   batch) and trains several AdamW steps with dead-code replacement on, each rank on different data. The test
   checks that the codebook buffers are bit-identical across ranks.
+* ``trainer``: `transformers.Trainer` under torchrun (gloo) trains a few steps with dead-code replacement on and
+  ``ddp_broadcast_buffers=False``; each rank saves its codebooks for the same bit-identity check.
 """
 
 import os
@@ -73,6 +75,35 @@ def run_model_steps(rank: int) -> dict:
     return quantizer_buffers(model.quantizer)
 
 
+def run_trainer(rank: int, out_dir: Path) -> dict:
+    import tempfile
+
+    from torch.utils.data import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    class RandomFeatures(Dataset):
+        def __init__(self):
+            self.features = torch.rand(16, 1, 32, 20, generator=torch.Generator().manual_seed(5)) * 3
+
+        def __len__(self):
+            return len(self.features)
+
+        def __getitem__(self, index):
+            return {"input_features": self.features[index]}
+
+    torch.manual_seed(0)
+    model = DistillVQVAEModel(DistillVQVAEConfig(**TINY, threshold_ema_dead_code=2))
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(dir=out_dir), per_device_train_batch_size=2, max_steps=4, learning_rate=1e-2,
+        use_cpu=True, ddp_backend="gloo", ddp_broadcast_buffers=False, report_to="none", save_strategy="no",
+        disable_tqdm=True, dataloader_pin_memory=False, seed=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=RandomFeatures())
+    assert trainer.args.world_size == 2 and trainer.args.parallel_mode.value == "distributed"
+    trainer.train()
+    return quantizer_buffers(model.quantizer)
+
+
 def main() -> None:
     scenario, out_dir = sys.argv[1], Path(sys.argv[2])
     dist.init_process_group("gloo")
@@ -81,6 +112,8 @@ def main() -> None:
         result = run_half_batch(rank, world_size)
     elif scenario == "model-steps":
         result = run_model_steps(rank)
+    elif scenario == "trainer":
+        result = run_trainer(rank, out_dir)
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     torch.save(result, out_dir / f"{scenario}_rank{rank}.pt")
