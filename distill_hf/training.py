@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -39,6 +40,9 @@ def adaptive_training_arguments(file_count: int, output_dir: str, **overrides) -
     (`max_grad_norm` = `gradient_clip_norm`) and checkpoint retention (`save_total_limit` = `max_checkpoints`),
     with AdamW, a cosine schedule, evaluation and saving every epoch, and the best checkpoint by `eval_loss`
     restored at the end. `overrides` replace any of these (e.g. `num_train_epochs=5, report_to="tensorboard"`).
+
+    Started by `torchrun` on a machine without CUDA, the arguments select CPU data parallelism (`use_cpu=True`,
+    gloo backend); otherwise Transformers would fall back to one process per rank, each training alone.
     """
     config = get_adaptive_vqvae_config(file_count)
     values = {
@@ -52,6 +56,8 @@ def adaptive_training_arguments(file_count: int, output_dir: str, **overrides) -
         "metric_for_best_model": "eval_loss",
         "greater_is_better": False,
     }
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        values.update(use_cpu=True, ddp_backend="gloo")
     values.update(overrides)
     return TrainingArguments(output_dir=str(output_dir), **values)
 

@@ -20,8 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def test_readme_python_examples_run(converted_dir, tmp_path, monkeypatch):
     """Every ```python block of README.md, executed in a folder laid out as after `make run`."""
-    (tmp_path / "outputs").mkdir()
-    shutil.copytree(converted_dir, tmp_path / "outputs" / "distill-v2-hf")
+    (tmp_path / "outputs" / "distill-train").mkdir(parents=True)
+    shutil.copytree(converted_dir, tmp_path / "outputs" / "distill-train" / "model")  # stands in for `make run`
     shutil.copytree(REPO_ROOT / "examples", tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S)
@@ -30,6 +30,8 @@ def test_readme_python_examples_run(converted_dir, tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), {})
     audio, rate = soundfile.read(tmp_path / "outputs" / "roundtrip.wav")
     assert rate == 48000 and audio.shape == (48000,) and np.abs(audio).max() > 0.01
+    trained = distill_hf.DistillVQVAEModel.from_pretrained(tmp_path / "outputs" / "trainer-example" / "model")
+    assert trained.config.val_fraction == 0.0 and all(bool(layer.initted) for layer in trained.quantizer.layers)
 
 
 def test_readme_commands_are_what_ci_runs():
