@@ -11,7 +11,9 @@ torch's restricted unpickler, never executed. The output folder holds the model 
 history was recorded, `loss_curve.png`. It is built in a temporary folder beside the destination and renamed into
 place, so a failed conversion leaves nothing behind.
 
-The bundled prior's weights are not converted here (a later step); its presence and settings are recorded.
+A bundled prior is converted to a stock GPT-2 (`GPT2LMHeadModel`, see `distill_hf.prior`) in the `prior/` subfolder
+(`config.json`, `model.safetensors`, `generation_config.json` with the original's sampling defaults), loadable with
+`AutoModelForCausalLM.from_pretrained(folder, subfolder="prior")`. Files without a prior get no `prior/`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 import torch
 
 from distill_hf import DistillFeatureExtractor, DistillVQVAEConfig, DistillVQVAEModel
+from distill_hf.prior import PRIOR_SUBFOLDER, convert_original_prior, write_prior
 from distill_hf.model_card import (
     LOSS_CURVE_FILENAME,
     METADATA_FILENAME,
@@ -209,7 +212,8 @@ def distill_metadata(checkpoint: dict, source_name: str) -> dict:
     What `distill_metadata.json` holds: the original's `metadata`, `codebook_health_snapshot`,
     `loss_curve_history` and `training_config` (each `None` when absent), `spectrogram_config`, `has_prior`
     (the flag, or whether prior weights are present when the flag is missing) with `prior_config` and
-    `prior_metadata` (the prior's weights are not stored), and `source` (file name, format, version, model type).
+    `prior_metadata` (the prior's weights go to `prior/`, not here), and `source` (file name, format, version,
+    model type).
     All values are plain JSON (tensors become numbers or lists, non-finite floats `null`).
     """
     if "has_prior" in checkpoint:
@@ -232,13 +236,41 @@ def distill_metadata(checkpoint: dict, source_name: str) -> dict:
     return to_jsonable(record)
 
 
+def convert_bundled_prior(checkpoint: dict, config: DistillVQVAEConfig, checkpoint_path):
+    """
+    The checkpoint's prior (`prior_state_dict`, `prior_config`) as a `GPT2LMHeadModel` whose vocabulary is the
+    VQ-VAE's codebook; `ConversionError` when it is missing, malformed or does not fit the VQ-VAE. Checks that
+    the level count matches and, on a dummy sequence, that the model runs and gives `[1, seq_len, codebook_size]`
+    logits (the logits themselves are checked against the original's in the tests).
+    """
+    prior_config = checkpoint.get("prior_config")
+    try:
+        levels = prior_config.get("num_quantizers", config.num_quantizers) if isinstance(prior_config, dict) else None
+        if levels is not None and levels != config.num_quantizers:
+            raise ValueError(
+                f"prior_config has num_quantizers {prior_config['num_quantizers']}, the VQ-VAE {config.num_quantizers}"
+            )
+        grid_height = config.code_grid_shape(1)[0]
+        prior = convert_original_prior(
+            checkpoint.get("prior_state_dict"), prior_config, config.codebook_size, grid_height=grid_height
+        )
+        seq_len = prior.config.n_positions
+        with torch.no_grad():
+            logits = prior(input_ids=torch.zeros(1, seq_len, dtype=torch.long)).logits
+        if tuple(logits.shape) != (1, seq_len, config.codebook_size):
+            raise ValueError(f"the converted prior gives logits of shape {tuple(logits.shape)}")
+    except ValueError as error:
+        raise ConversionError(f"{checkpoint_path}: cannot convert the bundled prior: {error}") from None
+    return prior
+
+
 def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False, repo_id: str | None = None) -> Path:
     """
     Convert `checkpoint_path` (`.distill`) into a `save_pretrained` folder at `output_dir` and return its path.
 
-    Besides the model and feature extractor, writes `distill_metadata.json`, `loss_curve.png` (when matplotlib is
-    installed and a loss history was recorded) and the model card `README.md`, whose usage snippet loads from
-    `repo_id` (default: a placeholder path).
+    Besides the model and feature extractor, writes the bundled prior as a GPT-2 in `prior/` (when there is one),
+    `distill_metadata.json`, `loss_curve.png` (when matplotlib is installed and a loss history was recorded) and
+    the model card `README.md`, whose usage snippet loads from `repo_id` (default: a placeholder path).
 
     Raises `ConversionError` (a `ValueError`) with a one-line reason for any invalid input; nothing is written
     unless conversion succeeds. An existing `output_dir` is refused unless `overwrite=True`.
@@ -257,6 +289,7 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False, rep
     model.eval()
     feature_extractor = DistillFeatureExtractor.from_model_config(config)
     record = distill_metadata(checkpoint, Path(checkpoint_path).name)
+    prior = convert_bundled_prior(checkpoint, config, checkpoint_path) if record["has_prior"] else None
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
@@ -266,6 +299,8 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False, rep
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; the final folder gets normal permissions
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
+        if prior is not None:
+            write_prior(prior, staging / PRIOR_SUBFOLDER)
         (staging / METADATA_FILENAME).write_text(
             json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )

@@ -277,11 +277,24 @@ def _codebook_rows(codebook_health: dict | None, codebook_size: int) -> list[dic
     return rows
 
 
-def _prior_text(prior: dict | None) -> str | None:
-    if not isinstance(prior, dict):
+def _prior_window(prior_config: dict, config: DistillVQVAEConfig) -> dict | None:
+    """`seq_len`, levels, bands, time positions and seconds of one prior window, when the prior config says."""
+    seq_len = prior_config.get("seq_len")
+    levels = prior_config.get("num_quantizers") or config.num_quantizers
+    height = math.ceil(config.n_mels / config.downsampling_factor)
+    if not isinstance(seq_len, Integral) or isinstance(seq_len, bool) or seq_len % (levels * height):
         return None
+    width = seq_len // (levels * height)
+    seconds = width * config.downsampling_factor * config.hop_length / config.sampling_rate
+    return {"seq_len": int(seq_len), "levels": int(levels), "height": height, "width": width, "seconds": seconds}
+
+
+def _prior_parts(prior: dict | None, config: DistillVQVAEConfig) -> tuple[str | None, list[str], str | None]:
+    """The prior section's text, its usage bullets and the limitation line (`None`/empty when not applicable)."""
+    if not isinstance(prior, dict):
+        return None, [], None
     if not prior.get("has_prior"):
-        return "The original checkpoint bundles no prior."
+        return "The original checkpoint bundles no prior.", [], None
     prior_config = prior.get("prior_config") if isinstance(prior.get("prior_config"), dict) else {}
     prior_metadata = prior.get("prior_metadata") if isinstance(prior.get("prior_metadata"), dict) else {}
     settings = [
@@ -305,11 +318,52 @@ def _prior_text(prior: dict | None) -> str | None:
     ]
     details = "; ".join(part for part in (", ".join(settings), ", ".join(history)) if part)
     details = f" ({details})" if details else ""
-    return (
-        f"The original checkpoint also bundles an autoregressive transformer prior over the codes{details}. "
-        f"It is not converted yet: this folder holds the VQ-VAE only, and the prior's configuration and "
-        f"training metadata are kept in `{METADATA_FILENAME}`."
+    trained_with = prior_metadata.get("trained_with")
+    if trained_with:
+        text = (
+            f"An autoregressive transformer prior over the codes{details} was trained for this model with "
+            f"`{_cell(trained_with)}`. It is stored in `prior/`"
+        )
+    else:
+        text = (
+            f"The original checkpoint also bundles an autoregressive transformer prior over the codes{details}. "
+            "It is converted into `prior/`"
+        )
+    text += (
+        " as a stock GPT-2 language model (`GPT2LMHeadModel`: pre-norm blocks, ReLU feed-forward, untied head, the "
+        "level embedding folded into the position table), so it loads and samples with plain Transformers."
     )
+    window = _prior_window(prior_config, config)
+    if window is not None:
+        text += (
+            f" One window is {window['seq_len']} codes, {window['levels']} levels x {window['height']} bands x "
+            f"{window['width']} time positions (about {window['seconds']:.2f} s of audio), read band by band, time "
+            "position by time position, with the levels of each position in turn; the first code is drawn uniformly."
+        )
+    text += f" Its configuration and training metadata are also recorded in `{METADATA_FILENAME}`."
+    reshape = (
+        f"`tokens.reshape(-1, {window['height']}, {window['width']}, {window['levels']}).permute(0, 3, 1, 2)`"
+        if window is not None
+        else "`distill_hf.sequence_to_codes(tokens, num_quantizers, height, width)`"
+    )
+    usage = [
+        '`prior = AutoModelForCausalLM.from_pretrained(model_id, subfolder="prior")` loads it; '
+        f"`tokens = prior.generate(torch.randint({config.codebook_size}, (1, 1)))` samples one window from a uniformly "
+        "drawn first code with the original's defaults from `generation_config.json` (sampling, temperature 1.0, "
+        f"top-k off, top-p 0.9), and {reshape} turns the tokens into codes `[batch, levels, bands, positions]` for "
+        "`model.decode`.",
+        "With the `distill-hf` package, `distill_hf.generate_audio(model, prior, feature_extractor, duration_s=5.0, "
+        "seed=0)` or `distill-hf generate --model MODEL_DIR --output-dir OUT` make audio of any length (several "
+        "windows joined with crossfades), optionally continuing a prompt (`--prompt clip.wav`); "
+        "`distill-hf train-prior --model MODEL_DIR --audio-dir AUDIO_DIR` trains a new prior.",
+    ]
+    span = f" ({window['width']} time positions, about {window['seconds']:.2f} s)" if window is not None else ""
+    limitation = (
+        f"The prior models one window{span} at a time: longer generated audio is several windows, each continuing "
+        "the end of the previous one, joined with crossfades, so it has no structure longer than a window; like the "
+        "VQ-VAE, it only knows this collection."
+    )
+    return text, usage, limitation
 
 
 def _dataset_limitation(metadata: dict) -> str:
@@ -367,7 +421,9 @@ def build_model_card(
             `commit_losses`).
         training_config (`dict`, *optional*): the training configuration as recorded (shown field by field).
         prior (`dict`, *optional*): `{"has_prior": bool, "prior_config": dict, "prior_metadata": dict}` of the
-            original checkpoint; `None` leaves the prior out of the card.
+            original checkpoint (or of a prior trained with `distill-hf train-prior`, whose `prior_metadata` has
+            `trained_with`); with `has_prior` the card describes the GPT-2 prior in `prior/` and how to load it and
+            generate with it. `None` leaves the prior out of the card.
         repo_id (`str`, *optional*): Hub repository id or local folder used by the usage snippet's
             `from_pretrained` (default: the placeholder `"path/to/model"`).
         license (`str`, *optional*, defaults to `"apache-2.0"`): a Hub license identifier.
@@ -386,6 +442,7 @@ def build_model_card(
     prior = to_jsonable(prior) if isinstance(prior, dict) else None
     source = to_jsonable(source) if isinstance(source, dict) else {}
 
+    prior_text, prior_usage, prior_limitation = _prior_parts(prior, config)
     dataset_name = _known(metadata, "dataset_name")
     card_data = ModelCardData(
         library_name="transformers",
@@ -408,7 +465,9 @@ def build_model_card(
         "final_losses": _final_losses(metadata, loss_history),
         "loss_curve_image": loss_curve_image,
         "codebook_health": _codebook_rows(codebook_health, config.codebook_size),
-        "prior_text": _prior_text(prior),
+        "prior_text": prior_text,
+        "prior_usage": prior_usage,
+        "prior_limitation": prior_limitation,
         "has_prior": bool(prior and prior.get("has_prior")),
         "model_id_literal": json.dumps(repo_id if repo_id is not None else DEFAULT_MODEL_ID),
         "dataset_limitation": _dataset_limitation(metadata),

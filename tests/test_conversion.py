@@ -155,8 +155,9 @@ def test_failure_while_writing_the_card_leaves_nothing(tmp_path, monkeypatch):
 def test_converted_files_have_normal_permissions(converted_dir):
     umask = os.umask(0)
     os.umask(umask)
-    for path in converted_dir.iterdir():
-        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
+    for path in converted_dir.rglob("*"):
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert path.stat().st_mode & 0o777 == expected, path
 
 
 def test_existing_output_is_refused_unless_overwrite(tmp_path):

@@ -110,7 +110,7 @@ def test_converted_card_carries_the_checkpoint_facts(converted_dir, original):
     assert "| Codes per second | 140.6 (844 bits/s at 6 bits per code) |" in text
     assert "codes `[3, 8, 6]`" in text
     assert "channels 1→32→64→128→256" in text and "64 codes of dimension 128" in text
-    # the prior is recorded, not converted; limitations
+    # the prior is converted into prior/; limitations
     assert "hidden size 64, layers 2, attention heads 4, sequence length 144" in text
     assert "epochs trained 120, final perplexity 5.175" in text
     assert "Trained on a small personal dataset (9 files, 12.8 s of audio" in text
@@ -259,7 +259,7 @@ def test_converted_card_layout(converted_dir):
         "# ALSA speech test corpus", "## Model", "## Feature settings", "## Training data", "## Training",
         "### Final losses", "### Codebook health", "### Bundled prior", "## Usage",
     ]
-    assert text.rstrip().endswith("The prior bundled with the original checkpoint is not part of this model yet.")
+    assert text.rstrip().endswith("like the VQ-VAE, it only knows this collection.")
 
 
 def test_to_jsonable_and_empty_loss_curve(tmp_path):
