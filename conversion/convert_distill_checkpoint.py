@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from distill_hf import DistillFeatureExtractor, DistillVQVAEConfig, DistillVQVAEModel
+from distill_hf.file_utils import give_normal_permissions
 from distill_hf.prior import PRIOR_SUBFOLDER, convert_original_prior, write_prior
 from distill_hf.model_card import (
     LOSS_CURVE_FILENAME,
@@ -294,9 +295,7 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False, rep
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; the final folder gets normal permissions
+        give_normal_permissions(staging)  # mkdtemp makes 0700
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
         if prior is not None:
@@ -308,7 +307,7 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False, rep
         write_model_card(staging, repo_id=repo_id)
         for file in staging.iterdir():  # some writers create 0600 files; give them the usual permissions
             if file.is_file():
-                os.chmod(file, 0o666 & ~umask)
+                give_normal_permissions(file)
         if output_dir.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old.", dir=output_dir.parent))
             backup.rmdir()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
 import torchaudio
+
+from .file_utils import atomic_path
 
 
 def load_audio(path: str | os.PathLike, sampling_rate: int) -> torch.Tensor:
@@ -41,12 +42,6 @@ def load_audio(path: str | os.PathLike, sampling_rate: int) -> torch.Tensor:
     return waveform
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_audio(path: str | os.PathLike, waveform, sampling_rate: int, subtype: str = "PCM_16") -> Path:
     """
     Write a mono waveform `(num_samples,)` (or `(1, num_samples)`) to `path`, atomically: the file is written
@@ -64,14 +59,6 @@ def save_audio(path: str | os.PathLike, waveform, sampling_rate: int, subtype: s
         raise ValueError(f"unsupported audio format for {path}: use .wav, .flac or .ogg")
     if format_name == "OGG":
         subtype = "VORBIS"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         soundfile.write(temporary, samples.clamp(-1, 1).numpy(), sampling_rate, subtype=subtype, format=format_name)
-        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file normal permissions
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .file_utils import atomic_path
 
 
 CODES_FORMAT = "distill-codes"
@@ -326,19 +327,8 @@ class EncodedAudio:
             "num_quantizers": np.array(self.num_quantizers, dtype=np.int64),
             "downsampling_factor": np.array(self.downsampling_factor, dtype=np.int64),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(handle)
-        try:
-            with open(temporary, "wb") as file:
-                np.savez(file, **arrays)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as temporary, open(temporary, "wb") as file:
+            np.savez(file, **arrays)
         return path
 
     @classmethod

@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from numbers import Integral, Real
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
 from .configuration_distill import DistillVQVAEConfig
+from .file_utils import write_text_atomic
 from .plotting import plot_loss_curves
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_cards" / "distill_vqvae_card.md.j2"
@@ -532,18 +532,7 @@ def write_model_card(
         inputs["loss_curve_image"] = LOSS_CURVE_FILENAME
     card = build_model_card(config, repo_id=repo_id, license=license, **inputs)
 
-    path = folder / CARD_FILENAME
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{CARD_FILENAME}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(str(card))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; a README is normally world-readable
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    path = write_text_atomic(folder / CARD_FILENAME, str(card))
     return path
 
 

@@ -37,6 +37,8 @@ import torch
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 from transformers.utils import ModelOutput
 
+from .file_utils import give_normal_permissions
+
 PRIOR_SUBFOLDER = "prior"
 
 # The original's sampling defaults (`generation_config.json` of a converted prior).
@@ -295,21 +297,12 @@ def load_prior(model_dir: str | os.PathLike, **kwargs) -> GPT2LMHeadModel:
         raise MissingPriorError(_missing_prior_message(model_dir)) from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_prior(prior: GPT2LMHeadModel, folder: str | os.PathLike) -> Path:
     """`save_pretrained` the prior into `folder` (created) with normal file permissions; returns the folder."""
     folder = Path(folder)
     prior.save_pretrained(folder)
-    umask = _umask()
-    os.chmod(folder, 0o777 & ~umask)
-    for file in folder.iterdir():
-        if file.is_file():
-            os.chmod(file, 0o666 & ~umask)
+    for path in (folder, *folder.iterdir()):
+        give_normal_permissions(path)
     return folder
 
 

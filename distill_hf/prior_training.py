@@ -40,6 +40,7 @@ from transformers import GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArgu
 from transformers import set_seed as transformers_set_seed
 from transformers.utils import logging
 
+from .file_utils import write_text_atomic
 from .prior import codes_to_sequence, gpt2_prior_config, prior_generation_config, save_prior
 
 logger = logging.get_logger(__name__)
@@ -481,17 +482,7 @@ def record_prior(model_dir, result: PriorTrainingResult, **training_fields) -> N
         "training_date": now,
         "trained_with": "distill-hf train-prior",
     }
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{METADATA_FILENAME}.", dir=model_dir)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n")
     card = model_dir / CARD_FILENAME
     if card.is_file() and (model_dir / "config.json").is_file():
         match = re.search(r'^model_id = ("(?:[^"\\]|\\.)*")', card.read_text(encoding="utf-8"), flags=re.M)

@@ -32,6 +32,7 @@ from .configuration_distill import get_adaptive_vqvae_config
 from .corpus import write_default_corpus
 from .data import build_datasets, find_audio_files
 from .feature_extraction_distill import DistillFeatureExtractor
+from .file_utils import write_text_atomic
 from .modeling_distill import DistillVQVAEModel
 from .training import CodebookHealthCallback, adaptive_training_arguments, codebook_health
 
@@ -97,14 +98,6 @@ def _epoch_series(log_history: list[dict], key: str) -> list[float | None]:
     if not by_epoch:
         return []
     return [by_epoch.get(epoch) for epoch in range(1, max(by_epoch) + 1)]
-
-
-def _write_json(path: Path, data: dict) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as file:
-        json.dump(data, file, indent=2)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
 
 
 def run_training(
@@ -220,7 +213,7 @@ def _write_outputs(trainer, model, feature_extractor, config, train_dataset, eva
         "training_config": {**config.to_diff_dict(), "max_epochs": config.max_epochs},
         "has_prior": False,
     }
-    _write_json(model_dir / "distill_metadata.json", summary)
+    write_text_atomic(model_dir / "distill_metadata.json", json.dumps(summary, indent=2) + "\n")
     written = [model_dir]
     try:
         written.append(write_model_card(model_dir))

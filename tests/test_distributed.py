@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from tests.helpers.ddp_worker import half_batch_latents, initialised_quantizer, quantizer_buffers
