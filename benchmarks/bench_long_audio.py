@@ -17,7 +17,8 @@ Python process per stage does what the command line does with the bundled checkp
 
 Peak resident set size is the kernel's own figure, `ru_maxrss` of the finished child as `os.wait4` returns it; the
 baseline is a process that only imports the package and loads the model (most of it is the CUDA build of torch).
-Timings are measured inside the children (model loading excluded); "total" is encode + decode + file I/O.
+Times come from the round-trip process (model loading excluded), the median of `--repeats` round trips; "total" is
+encode + decode + file I/O (reading the WAV, writing the output).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,23 +86,27 @@ def worker(args) -> None:
     def timed(name, function, *arguments, **keywords):
         begin = time.perf_counter()
         value = function(*arguments, **keywords)
-        result[name] = result.get(name, 0.0) + time.perf_counter() - begin
+        result.setdefault(name + "_all", []).append(time.perf_counter() - begin)
         return value
 
-    if args.stage in ("encode", "roundtrip"):
-        waveform = timed("io_s", distill_hf.load_audio, args.audio, extractor.sampling_rate)
-        codes = timed("encode_s", distill_hf.encode_audio, model, extractor, waveform, chunk_seconds=args.chunk_seconds)
-        encoded = EncodedAudio.from_model(model, codes, waveform.numel())
-        del waveform  # as `distill-hf reconstruct` does once the features exist
-        if args.stage == "encode":
-            timed("io_s", encoded.save, args.codes)
-    if args.stage == "decode":
-        encoded = timed("io_s", EncodedAudio.load, args.codes)
-    if args.stage in ("decode", "roundtrip"):
-        audio = timed("decode_s", distill_hf.decode_audio, model, extractor, encoded.audio_codes,
-                      num_samples=encoded.num_samples, chunk_seconds=args.chunk_seconds)
-        timed("io_s", distill_hf.save_audio, args.output, audio, extractor.sampling_rate)
-        result["samples_out"] = audio.numel()
+    repeats = args.repeats if args.stage == "roundtrip" else 1
+    for _ in range(repeats):  # the round trip is timed `repeats` times (the median is reported)
+        if args.stage in ("encode", "roundtrip"):
+            waveform = timed("io_s", distill_hf.load_audio, args.audio, extractor.sampling_rate)
+            codes = timed("encode_s", distill_hf.encode_audio, model, extractor, waveform,
+                          chunk_seconds=args.chunk_seconds)
+            encoded = EncodedAudio.from_model(model, codes, waveform.numel())
+            del waveform  # as `distill-hf reconstruct` does once the features exist
+            if args.stage == "encode":
+                timed("io_s", encoded.save, args.codes)
+        if args.stage == "decode":
+            encoded = timed("io_s", EncodedAudio.load, args.codes)
+        if args.stage in ("decode", "roundtrip"):
+            audio = timed("decode_s", distill_hf.decode_audio, model, extractor, encoded.audio_codes,
+                          num_samples=encoded.num_samples, chunk_seconds=args.chunk_seconds)
+            timed("io_s", distill_hf.save_audio, args.output, audio, extractor.sampling_rate)
+            result["samples_out"] = audio.numel()
+            del audio
     if args.stage != "baseline":
         result["samples_in"] = encoded.num_samples
         result["codes_shape"] = list(encoded.audio_codes.shape)
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 2.5, 5, 10])
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2)")
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3, help="timed round trips per length (default: 3)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--audio", help=argparse.SUPPRESS)
@@ -156,15 +163,18 @@ def main(argv: list[str] | None = None) -> dict:
             files = ["--audio", str(audio), "--codes", str(codes), "--output", str(folder / "out.wav")]
             encoded, encode_rss = measure([*common, *files, "--stage", "encode"], folder / "encode.log")
             decoded, decode_rss = measure([*common, *files, "--stage", "decode"], folder / "decode.log")
-            both, both_rss = measure([*common, *files, "--stage", "roundtrip"], folder / "roundtrip.log")
+            both, both_rss = measure([*common, *files, "--stage", "roundtrip", "--repeats", str(args.repeats)],
+                                     folder / "roundtrip.log")
             samples = int(minutes * 60 * SAMPLING_RATE)
             assert encoded["samples_in"] == decoded["samples_out"] == both["samples_out"] == samples
-            total = encoded["encode_s"] + decoded["decode_s"] + encoded["io_s"] + decoded["io_s"]
-            row = {"minutes": minutes, "encode_s": encoded["encode_s"], "decode_s": decoded["decode_s"],
-                   "io_s": encoded["io_s"] + decoded["io_s"], "total_s": total, "s_per_minute": total / minutes,
+            # Time: the round-trip process, median of its repeats (load + encode + decode + save, model loaded once).
+            median = {key: statistics.median(both[key + "_all"]) for key in ("encode_s", "decode_s")}
+            io = statistics.median([sum(both["io_s_all"][2 * i : 2 * i + 2]) for i in range(args.repeats)])
+            total = median["encode_s"] + median["decode_s"] + io
+            row = {"minutes": minutes, **median, "io_s": io, "total_s": total, "s_per_minute": total / minutes,
                    "real_time_factor": minutes * 60 / total, "codes_shape": encoded["codes_shape"],
                    "peak_rss_mb": {"encode": encode_rss, "decode": decode_rss, "roundtrip": both_rss},
-                   "roundtrip_s": both["encode_s"] + both["decode_s"] + both["io_s"]}
+                   "repeats": {key: both[key + "_all"] for key in ("encode_s", "decode_s", "io_s")}}
             rows.append(row)
             print(f"| {minutes:g} min | {row['encode_s']:.1f} | {row['decode_s']:.1f} | {row['io_s']:.1f} | {total:.1f} | "
                   f"{total / minutes:.2f} | {minutes * 60 / total:.1f}x | "

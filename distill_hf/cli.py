@@ -13,8 +13,8 @@
     distill-hf train-prior --model MODEL_DIR --audio-dir DIR [--epochs N] ...
 
 `train`, `convert`, `reconstruct`, `encode`, `decode`, `swap`, `blend`, `generate` and `train-prior` work on local
-folders and never reach for the Hub: they run with HF_HUB_OFFLINE=1 unless it is set otherwise. `push` uploads to the Hub that HF_ENDPOINT names
-(default huggingface.co).
+folders and never reach for the Hub: they run with HF_HUB_OFFLINE=1 unless it is set otherwise. `push` uploads to the
+Hub that HF_ENDPOINT names (default huggingface.co).
 """
 
 from __future__ import annotations
@@ -250,14 +250,17 @@ def _swap(args) -> None:
         f"{args.source} -> {args.output}"
     )
     if args.plot:
-        _write_plots(args.output, codes, model.config.codebook_size, title=f"{args.target} with {args.source} swapped in")
+        _write_plots(args.output, codes, model.config.codebook_size,
+                     title=f"{args.target} with {args.source} swapped in")
 
 
 def _blend(args) -> None:
     from .editing import blend_encodings
 
     if str(args.output).endswith(".npz"):
-        raise ValueError(f"blend writes audio (a blend is not made of codes): --output must be .wav/.flac/.ogg, got {args.output}")
+        raise ValueError(
+            f"blend writes audio (a blend is not made of codes): --output must be .wav/.flac/.ogg, got {args.output}"
+        )
     _check_audio_output(args.output)
     extractor = _load_extractor(args.model)
     inputs = _read_inputs((args.first, args.second), extractor)

@@ -158,7 +158,9 @@ def swap_codes(
             f"Mismatched frequency bands: `target_codes` has height {target.shape[2]} and `source_codes` "
             f"{source.shape[2]}; swap codes of the same model."
         )
-    if codebook_size is not None and (isinstance(codebook_size, bool) or not isinstance(codebook_size, Integral) or codebook_size < 1):
+    if codebook_size is not None and (
+        isinstance(codebook_size, bool) or not isinstance(codebook_size, Integral) or codebook_size < 1
+    ):
         raise ValueError(f"`codebook_size` must be a positive integer, got {codebook_size!r}.")
     _check_values(target, "target_codes", codebook_size)
     _check_values(source, "source_codes", codebook_size)
@@ -233,7 +235,10 @@ def blend_encodings(model, codes_a: torch.LongTensor, codes_b: torch.LongTensor,
         except (TypeError, ValueError, RuntimeError):
             raise ValueError(f"`alpha` must be a number or a sequence of numbers, got {alpha!r}.") from None
         if weights.dim() != 1 or weights.numel() != width:
-            raise ValueError(f"A per-position `alpha` must have {width} values (one per time position), got shape {tuple(weights.shape)}.")
+            raise ValueError(
+                f"A per-position `alpha` must have {width} values (one per time position), got shape "
+                f"{tuple(weights.shape)}."
+            )
     if not torch.isfinite(weights).all() or weights.min() < 0 or weights.max() > 1:
         raise ValueError(f"`alpha` must lie in [0, 1], got {alpha!r}.")
     with torch.no_grad():
@@ -301,7 +306,9 @@ class EncodedAudio:
             )
         _check_values(self.audio_codes, str(name), config.codebook_size)
 
-    def check_compatible(self, other: EncodedAudio, names: tuple[str, str] = ("the first codes", "the second codes")) -> None:
+    def check_compatible(
+        self, other: EncodedAudio, names: tuple[str, str] = ("the first codes", "the second codes")
+    ) -> None:
         """`ValueError` unless both come from models with the same levels, codebook and spectrogram settings."""
         for key in ("num_quantizers", "codebook_size", "sampling_rate", "hop_length", "n_mels", "downsampling_factor"):
             if getattr(self, key) != getattr(other, key):
@@ -345,7 +352,10 @@ class EncodedAudio:
         if str(fields.get("format", "")) != CODES_FORMAT:
             raise ValueError(f"{path} is not a distill-hf codes file (written by `distill-hf encode`)")
         if int(fields.get("version", -1)) != CODES_VERSION:
-            raise ValueError(f"{path} has codes file version {fields.get('version')}, this distill-hf reads {CODES_VERSION}")
+            raise ValueError(
+                f"{path} has codes file version {fields.get('version')}, this distill-hf reads "
+                f"{CODES_VERSION}"
+            )
         try:
             codes = torch.from_numpy(fields["audio_codes"].astype(np.int64))
             encoded = cls(
@@ -356,7 +366,10 @@ class EncodedAudio:
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path} is an incomplete codes file: {error}") from None
         if codes.dim() != 4 or codes.shape[0] != 1 or int(fields.get("num_quantizers", -1)) != codes.shape[1]:
-            raise ValueError(f"{path} holds codes of shape {tuple(codes.shape)}, not (1, num_quantizers, height, width)")
+            raise ValueError(
+                f"{path} holds codes of shape {tuple(codes.shape)}, not (1, num_quantizers, height, "
+                "width)"
+            )
         _check_values(codes, str(path), encoded.codebook_size)
         if encoded.num_samples < 1 or encoded.num_frames > codes.shape[-1] * encoded.downsampling_factor:
             raise ValueError(f"{path}: {encoded.num_samples} samples do not fit {codes.shape[-1]} code positions")

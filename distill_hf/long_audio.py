@@ -24,6 +24,8 @@ whole receptive field of what it keeps:
   phase-gradient integration after it), its edges inside the recording are left free (no reflection), and the pieces
   are joined by a raised-cosine crossfade over the middle of the overlap, away from the free edges.
 
+The model may sit on any device (each window is moved there); features, codes and audio come back on the CPU.
+
 The margins above are verified in `tests/test_long_audio.py` (the codes of a 60-second recording equal one full pass
 for chunk sizes that do and do not divide its length, and one position less of margin breaks that). Memory is
 bounded by the chunk size (plus the waveform, features and codes of the whole recording, ~0.4 KB per millisecond of
@@ -94,7 +96,10 @@ def _mono_waveform(waveform, feature_extractor, sampling_rate: int | None) -> to
             )
         waveform = waveform.mean(dim=0)
     if waveform.dim() != 1:
-        raise ValueError(f"`waveform` must have shape (num_samples,) or (channels, num_samples), got {tuple(waveform.shape)}.")
+        raise ValueError(
+            "`waveform` must have shape (num_samples,) or (channels, num_samples), got "
+            f"{tuple(waveform.shape)}."
+        )
     waveform = waveform.float().cpu()
     if sampling_rate is not None and sampling_rate != feature_extractor.sampling_rate:
         waveform = torchaudio.functional.resample(waveform, sampling_rate, feature_extractor.sampling_rate)
@@ -169,7 +174,10 @@ def encode_features(
     if input_features.dim() == 3:
         input_features = input_features.unsqueeze(1)
     if input_features.dim() != 4 or input_features.shape[0] != 1:
-        raise ValueError(f"`input_features` must be one spectrogram (1, 1, n_mels, num_frames), got {tuple(input_features.shape)}.")
+        raise ValueError(
+            "`input_features` must be one spectrogram (1, 1, n_mels, num_frames), got "
+            f"{tuple(input_features.shape)}."
+        )
     factor = config.downsampling_factor
     num_frames = input_features.shape[-1]
     width = -(-num_frames // factor)
@@ -182,7 +190,7 @@ def encode_features(
             last = min(width, first + chunk_codes)
             window_first, window_last = max(0, first - left), min(width, last + right)
             window = input_features[..., window_first * factor : min(num_frames, window_last * factor)]
-            piece = model.encode(window, return_dict=True).audio_codes
+            piece = model.encode(window.to(model.device), return_dict=True).audio_codes.cpu()
             if codes is None:
                 codes = torch.empty(1, piece.shape[1], piece.shape[2], width, dtype=torch.long)
             codes[..., first:last] = piece[..., first - window_first : last - window_first]
@@ -252,7 +260,10 @@ def decode_features(
     if grid.dim() == 3:
         grid = grid.unsqueeze(0)
     if grid.dim() != 4 or grid.shape[0] != 1:
-        raise ValueError(f"Decode one recording at a time: expected shape (1, channels, height, width), got {tuple(grid.shape)}.")
+        raise ValueError(
+            "Decode one recording at a time: expected shape (1, channels, height, width), got "
+            f"{tuple(grid.shape)}."
+        )
     config = model.config
     factor = config.downsampling_factor
     width = grid.shape[-1]
@@ -261,7 +272,10 @@ def decode_features(
     if num_frames is None:
         num_frames = width * factor
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or not 0 < num_frames <= width * factor:
-        raise ValueError(f"`num_frames` must be an integer in [1, {width * factor}] for {width} code positions, got {num_frames!r}.")
+        raise ValueError(
+            f"`num_frames` must be an integer in [1, {width * factor}] for {width} code positions, got "
+            f"{num_frames!r}."
+        )
     if audio_codes is not None:
         grid = model._check_codes(grid)  # one check of levels and value range for the whole recording
     chunk_codes = max(1, round(chunk_seconds * config.sampling_rate / (config.hop_length * factor)))
@@ -272,11 +286,12 @@ def decode_features(
         for first in _progress(starts, progress, "decoding", len(starts)):
             last = min(width, first + chunk_codes)
             window_first, window_last = max(0, first - left), min(width, last + right)
-            window = grid[..., window_first:window_last]
+            window = grid[..., window_first:window_last].to(model.device)
             if audio_codes is not None:
                 piece = model.decode(audio_codes=window, return_dict=True).reconstruction
             else:
                 piece = model.decode(quantized_representation=window, return_dict=True).reconstruction
+            piece = piece.float().cpu()
             frame_first, frame_last = first * factor, min(num_frames, last * factor)
             if frame_first >= num_frames:
                 break
@@ -313,7 +328,10 @@ def vocode_features(
     if input_features.dim() == 3:
         input_features = input_features.unsqueeze(1)
     if input_features.dim() != 4 or input_features.shape[:2] != (1, 1):
-        raise ValueError(f"`input_features` must be one spectrogram (1, 1, n_mels, num_frames), got {tuple(input_features.shape)}.")
+        raise ValueError(
+            "`input_features` must be one spectrogram (1, 1, n_mels, num_frames), got "
+            f"{tuple(input_features.shape)}."
+        )
     hop, half = extractor.hop_length, extractor.n_fft // 2
     num_frames = input_features.shape[-1]
     edge = -(-half // hop)  # frames at a free piece edge whose samples are not fully constrained
@@ -322,12 +340,15 @@ def vocode_features(
     chunk_frames = max(round(chunk_seconds * extractor.sampling_rate / hop), 2 * overlap_frames)
     kwargs = {"n_iter": n_iter, "momentum": momentum, "nnls_iter": nnls_iter}
     if num_frames <= chunk_frames + overlap_frames:
-        return extractor.features_to_waveform(input_features, length=num_samples, **kwargs)[0]
+        return extractor.features_to_waveform(input_features, length=num_samples, **kwargs)[0].cpu()
 
     total = (num_frames - 1) * hop if num_samples is None else num_samples
     longest = (num_frames - 1) * hop + half - 1
     if isinstance(total, bool) or not isinstance(total, int) or not half < total <= longest:
-        raise ValueError(f"`num_samples` must be an integer in ({half}, {longest}] for {num_frames} frames, got {total!r}.")
+        raise ValueError(
+            f"`num_samples` must be an integer in ({half}, {longest}] for {num_frames} frames, got "
+            f"{total!r}."
+        )
     for name, value in (("n_iter", n_iter), ("nnls_iter", nnls_iter)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
@@ -364,7 +385,7 @@ def vocode_features(
                 reflect=(start == 0, last_piece), return_phase=True,
                 fixed_frames=0 if known_phase is None else overlap_frames - edge,
             )
-            piece = piece[0]
+            piece = piece[0].cpu()
             offset = start * hop
             if index == 0:
                 output[: piece.numel()] = piece

@@ -225,3 +225,25 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     for command in ("encode", "decode", "reconstruct", "swap", "blend"):
         assert command in out
+
+
+def test_every_input_format(files, converted_dir, tmp_path, capsys):
+    """wav, flac, ogg and mp3 inputs (any rate, mixed to mono); an ogg output; an unsupported file named in the error."""
+    speech, _ = files
+    audio, _ = soundfile.read(speech)
+    for name, rate in (("clip.ogg", 48000), ("clip.mp3", 44100), ("clip.flac", 22050)):
+        source = tmp_path / name
+        resampled = np.interp(np.arange(int(len(audio) * rate / SR)) * SR / rate, np.arange(len(audio)), audio)
+        soundfile.write(source, np.stack([resampled, resampled], axis=1), rate)  # stereo
+        code, out, err = run(capsys, "encode", source, "--model", converted_dir, "--output", tmp_path / f"{name}.npz")
+        assert code == 0, err
+        encoded = EncodedAudio.load(tmp_path / f"{name}.npz")
+        assert abs(encoded.seconds - 2.5) < 0.06 and encoded.audio_codes.shape[:3] == (1, 3, 8)
+    output = tmp_path / "recon.ogg"
+    assert run(capsys, "reconstruct", tmp_path / "clip.ogg", "--model", converted_dir, "--output", output)[0] == 0
+    info = soundfile.info(output)
+    assert info.samplerate == SR and info.channels == 1 and abs(info.frames - int(2.5 * SR)) < 2000
+    midi = tmp_path / "song.mid"
+    midi.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x00\x60")
+    code, _, err = run(capsys, "reconstruct", midi, "--model", converted_dir, "--output", tmp_path / "x.wav")
+    assert code == 1 and f"cannot read audio file {midi}" in err
