@@ -550,7 +550,7 @@ def generate_audio(
     prompt=None,
     *,
     overlap_positions: int = 1,
-    griffin_lim_iters: int = 32,
+    griffin_lim_iters: int = 20,
     sampling_threads: int | None = None,
 ) -> DistillGenerationOutput:
     """
@@ -577,7 +577,7 @@ def generate_audio(
             rate). Its whole code positions are kept as the start of the output's codes and condition the rest (the
             original had no prompts). Without a prompt the first token is drawn uniformly, as the original did.
         overlap_positions (`int`, *optional*, defaults to 1): code columns shared by consecutive chunks.
-        griffin_lim_iters (`int`, *optional*, defaults to 32): Griffin-Lim iterations per chunk.
+        griffin_lim_iters (`int`, *optional*, defaults to 20, the vocoder default): Griffin-Lim iterations per chunk.
         sampling_threads (`int`, *optional*): torch CPU threads while sampling tokens (restored afterwards; the
             setting is process-wide). Token-by-token sampling of a small prior is many tiny matrix products that
             more threads only slow down, 1 is best on CPU; `None` leaves the thread count alone.
