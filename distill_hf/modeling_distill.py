@@ -201,7 +201,9 @@ class DistillVQVAEModel(DistillVQVAEPreTrainedModel):
     """
     The Distill RVQ-VAE: log-mel spectrogram -> residual-quantized code grid -> spectrogram.
 
-    Use [`DistillFeatureExtractor`] to turn audio into `input_features` and back.
+    Use [`DistillFeatureExtractor`] to turn audio into `input_features` and back. (Not a
+    `PreTrainedAudioTokenizerBase`: that contract encodes raw `input_values` and decodes to audio, while this model
+    works on spectrograms and leaves the vocoding to the feature extractor.)
     """
 
     def __init__(self, config: DistillVQVAEConfig):
