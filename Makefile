@@ -1,4 +1,4 @@
-# `make run`: set up and run the main job (train a model on the embedded demo corpus; about 3 minutes on 2 cores).
+# `make run`: set up and run the main job (train a model on the embedded demo corpus; under a minute on 2 idle cores, 3 when busy).
 # `make test`: set up and run the test suite. Both create .venv on first use.
 # `make convert-demo`: convert the bundled original checkpoint and reconstruct a speech clip with it.
 PYTHON ?= python3
