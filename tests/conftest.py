@@ -32,6 +32,19 @@ def converted_dir(tmp_path_factory) -> Path:
     return convert_checkpoint(CHECKPOINT, tmp_path_factory.mktemp("converted") / "distill-v2")
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """
+    One intra-op thread for a module of small-tensor tests (restored afterwards). Small convolutions, STFTs and
+    token-by-token generation are fastest on one thread, and on a busy 2-core machine OpenMP threads waiting for
+    each other made them 5-70x slower. Modules opt in with `pytestmark = pytest.mark.usefixtures("single_thread")`.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_config():
     """A small configuration for fast unit tests: 2 encoder blocks (4x downsampling), 32 mel bands."""

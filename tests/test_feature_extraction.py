@@ -34,13 +34,7 @@ def expected():
     return load_file(FIXTURE)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These tensors are small: one thread is fastest, and intra-op threads slow down ~10x on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.single_thread
 
 
 def features(raw, **kwargs):

@@ -21,13 +21,7 @@ SR = 48000
 HOP = 512
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Small tensors: one thread is fastest, and intra-op threads slow down ~5x on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.single_thread
 
 
 @pytest.fixture(scope="module")

@@ -34,13 +34,7 @@ from tests.conftest import CHECKPOINT, synthetic_audio
 Q, H, W = 3, 8, 6  # the fixture's code grid for one second; the prior window is Q * H * W = 144 tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Token-by-token generation is many tiny matmuls: one thread avoids OpenMP stalls on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.single_thread
 
 
 @pytest.fixture(scope="module")
