@@ -67,7 +67,7 @@ def plot_code_grid(audio_codes: torch.Tensor, path, codebook_size: int | None = 
         axis.set_ylabel("frequency band" if level == 0 else "")
     figure.colorbar(image, ax=axes[0].tolist(), label="code index")
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1.04)  # clear of the panel titles
     return _save(figure, path)
 
 
@@ -98,7 +98,7 @@ def plot_spectrograms(input_features: torch.Tensor, reconstruction: torch.Tensor
     axes[0].set_ylabel("mel band")
     figure.colorbar(image, ax=list(axes), label="log1p(mel power)")
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1.04)  # clear of the panel titles
     return _save(figure, path)
 
 
@@ -126,7 +126,7 @@ def plot_codebook_usage(audio_codes: torch.Tensor, codebook_size: int, path, tit
         axis.set_ylabel("count")
     axes[-1, 0].set_xlabel("code index")
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1.04)  # clear of the panel titles
     return _save(figure, path)
 
 
