@@ -22,15 +22,13 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from distill_hf import DistillFeatureExtractor, DistillVQVAEConfig, DistillVQVAEModel
-from distill_hf.file_utils import give_normal_permissions
+from distill_hf.file_utils import atomic_folder, give_normal_permissions
 from distill_hf.prior import PRIOR_SUBFOLDER, convert_original_prior, write_prior
 from distill_hf.model_card import (
     LOSS_CURVE_FILENAME,
@@ -292,10 +290,7 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False, rep
     record = distill_metadata(checkpoint, Path(checkpoint_path).name)
     prior = convert_bundled_prior(checkpoint, config, checkpoint_path) if record["has_prior"] else None
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        give_normal_permissions(staging)  # mkdtemp makes 0700
+    with atomic_folder(output_dir) as staging:
         model.save_pretrained(staging)
         feature_extractor.save_pretrained(staging)
         if prior is not None:
@@ -308,17 +303,6 @@ def convert_checkpoint(checkpoint_path, output_dir, overwrite: bool = False, rep
         for file in staging.iterdir():  # some writers create 0600 files; give them the usual permissions
             if file.is_file():
                 give_normal_permissions(file)
-        if output_dir.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old.", dir=output_dir.parent))
-            backup.rmdir()
-            output_dir.rename(backup)
-            staging.rename(output_dir)
-            shutil.rmtree(backup)
-        else:
-            staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """
+    Yield a temporary folder beside `path` to fill. When the block succeeds it gets normal permissions and takes
+    the place of `path` (an existing folder there is moved aside first and deleted only once the new one is in
+    place); when it raises, the temporary folder is removed and `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        give_normal_permissions(staging)  # mkdtemp makes 0700
+        yield staging
+        if path.exists():
+            backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            backup.rmdir()
+            path.rename(backup)
+            staging.rename(path)
+            shutil.rmtree(backup)
+        else:
+            staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
@@ -37,7 +35,7 @@ import torch
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 from transformers.utils import ModelOutput
 
-from .file_utils import give_normal_permissions
+from .file_utils import atomic_folder, give_normal_permissions
 
 PRIOR_SUBFOLDER = "prior"
 
@@ -314,21 +312,9 @@ def save_prior(prior: GPT2LMHeadModel, model_dir: str | os.PathLike) -> Path:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ValueError(f"model folder not found: {model_dir}")
-    staging = Path(tempfile.mkdtemp(prefix=f".{PRIOR_SUBFOLDER}.", dir=model_dir))
     target = prior_folder(model_dir)
-    try:
+    with atomic_folder(target) as staging:
         write_prior(prior, staging)
-        if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{PRIOR_SUBFOLDER}.old.", dir=model_dir))
-            backup.rmdir()
-            target.rename(backup)
-            staging.rename(target)
-            shutil.rmtree(backup)
-        else:
-            staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
